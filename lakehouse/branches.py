@@ -1,0 +1,211 @@
+"""The only place refs change: audit branches, compare-and-swap publish, removal, rollback.
+
+pyiceberg has no fast-forward: `set_current_snapshot` accepts any snapshot, even one that drops
+another writer's work. Every move of `main` here first checks, on freshly loaded metadata, that
+`main` is where the caller expects; the commit itself asserts the same ref id, so the check and
+the swap are atomic. Ref commits are not retried by pyiceberg, so they are retried here, and
+after any failure the first question is whether the intended state is already there.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.expressions import AlwaysTrue
+from pyiceberg.table import Table
+from pyiceberg.table.refs import MAIN_BRANCH, SnapshotRefType
+from pyiceberg.table.snapshots import ancestors_of
+from pyiceberg.table.update.snapshot import ManageSnapshots
+
+from lakehouse.errors import BranchError, PublishConflictError
+from lakehouse.locks import TableLocks
+from lakehouse.provenance import Provenance, snapshot_provenance
+from lakehouse.tables import load_table
+
+COMMIT_ATTEMPTS = 8
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Lakehouse:
+    """A catalog plus the per-table commit locks every writer must share."""
+
+    catalog: Catalog
+    locks: TableLocks
+
+    def table(self, identifier: str) -> Table:
+        table = load_table(self.catalog, identifier)
+        if table is None:
+            raise BranchError(f"table {identifier} does not exist", asset=identifier)
+        return table
+
+
+@dataclass(frozen=True)
+class BranchInfo:
+    """An audit branch left in the catalog (failed audit, conflict or killed run)."""
+
+    identifier: str
+    branch: str
+    snapshot_id: int
+    provenance: Provenance | None
+
+
+def main_snapshot_id(table: Table) -> int | None:
+    ref = table.metadata.refs.get(MAIN_BRANCH)
+    return ref.snapshot_id if ref is not None else None
+
+
+def branch_snapshot_id(table: Table, branch: str) -> int | None:
+    ref = table.metadata.refs.get(branch)
+    return ref.snapshot_id if ref is not None else None
+
+
+def is_ancestor(table: Table, snapshot_id: int, of: int | None) -> bool:
+    """Whether `snapshot_id` is `of` or one of its ancestors."""
+    if of is None:
+        return False
+    return any(s.snapshot_id == snapshot_id for s in ancestors_of(table.snapshot_by_id(of), table.metadata))
+
+
+def _retrying(lh: Lakehouse, identifier: str, step: Callable[[Table], T]) -> T:
+    """Run `step` on a freshly loaded table under the table lock, retrying commit races."""
+    delay = 0.05
+    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        with lh.locks.hold(identifier):
+            table = lh.table(identifier)
+            try:
+                return step(table)
+            except CommitFailedException:
+                if attempt == COMMIT_ATTEMPTS:
+                    raise
+            except ValueError as exc:  # a stale sequence number: another commit won the race
+                if "sequence number" not in str(exc) or attempt == COMMIT_ATTEMPTS:
+                    raise
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
+    raise AssertionError("unreachable")
+
+
+def write_branch(
+    lh: Lakehouse,
+    identifier: str,
+    *,
+    branch: str,
+    base_snapshot_id: int,
+    paths: tuple[str, ...],
+    properties: dict[str, str],
+    replace: bool = True,
+) -> int:
+    """Create `branch` at `base_snapshot_id` holding `paths` (replacing all rows if `replace`).
+
+    One catalog commit: the branch never exists half-written. Returns the branch head.
+    """
+
+    def step(table: Table) -> int:
+        existing = branch_snapshot_id(table, branch)
+        if existing is not None:
+            prov = snapshot_provenance(table, existing)
+            if prov is not None and prov.to_properties() == properties:
+                return existing  # an earlier attempt of this commit did land
+            raise BranchError(f"branch {branch!r} of {identifier} already exists", asset=identifier)
+        tx = table.transaction()
+        ManageSnapshots(tx).create_branch(base_snapshot_id, branch).commit()
+        if replace:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Delete operation did not match")
+                tx.delete(AlwaysTrue(), branch=branch)
+        tx.add_files(list(paths), snapshot_properties=properties, branch=branch)
+        tx.commit_transaction()
+        head = branch_snapshot_id(lh.table(identifier), branch)
+        if head is None:
+            raise BranchError(f"branch {branch!r} of {identifier} vanished after its write")
+        return head
+
+    return _retrying(lh, identifier, step)
+
+
+def publish(lh: Lakehouse, identifier: str, *, branch: str, base_snapshot_id: int, head: int) -> None:
+    """Move `main` from `base_snapshot_id` to exactly `head`, and remove the branch.
+
+    Idempotent: if `head` is already in `main`'s history the branch is just removed. If `main`
+    moved to something else, raises `PublishConflictError` and keeps the branch.
+    """
+
+    def step(table: Table) -> None:
+        current = main_snapshot_id(table)
+        if current is not None and is_ancestor(table, head, of=current):
+            if branch in table.metadata.refs:
+                table.manage_snapshots().remove_branch(branch).commit()
+            return
+        if current != base_snapshot_id:
+            raise PublishConflictError(
+                f"main of {identifier} moved from {base_snapshot_id} to {current} while "
+                f"branch {branch!r} was being audited; the branch is kept and main is untouched",
+                asset=identifier,
+            )
+        table.manage_snapshots().set_current_snapshot(snapshot_id=head).remove_branch(
+            branch
+        ).commit()
+
+    _retrying(lh, identifier, step)
+
+
+def remove_branch(lh: Lakehouse, identifier: str, branch: str) -> bool:
+    """Remove an audit branch; False if it was not there. `main` cannot be removed."""
+    if branch == MAIN_BRANCH:
+        raise BranchError("refusing to remove the main branch")
+
+    def step(table: Table) -> bool:
+        if branch not in table.metadata.refs:
+            return False
+        table.manage_snapshots().remove_branch(branch).commit()
+        return True
+
+    return _retrying(lh, identifier, step)
+
+
+def iter_tables(catalog: Catalog) -> Iterator[str]:
+    """Every table identifier in the catalog, as `namespace.name`."""
+    for namespace in catalog.list_namespaces():
+        for ident in catalog.list_tables(namespace):
+            yield ".".join(ident)
+
+
+def list_branches(catalog: Catalog, prefix: str = "sluice-") -> list[BranchInfo]:
+    """Audit branches (names starting with `prefix`) across the catalog."""
+    found: list[BranchInfo] = []
+    for identifier in iter_tables(catalog):
+        table = load_table(catalog, identifier)
+        if table is None:
+            continue
+        for name, ref in sorted(table.metadata.refs.items()):
+            if ref.snapshot_ref_type == SnapshotRefType.BRANCH and name.startswith(prefix):
+                found.append(
+                    BranchInfo(identifier, name, ref.snapshot_id, snapshot_provenance(table, ref.snapshot_id))
+                )
+    return found
+
+
+def rollback(lh: Lakehouse, identifier: str, *, to_snapshot_id: int, expected_main: int | None) -> None:
+    """Point `main` back at an earlier snapshot of its own history (compare-and-swap)."""
+
+    def step(table: Table) -> None:
+        current = main_snapshot_id(table)
+        if current != expected_main:
+            raise PublishConflictError(
+                f"main of {identifier} moved to {current} during rollback", asset=identifier
+            )
+        if not is_ancestor(table, to_snapshot_id, of=current):
+            raise BranchError(
+                f"snapshot {to_snapshot_id} is not in the history of main of {identifier}",
+                asset=identifier,
+            )
+        table.manage_snapshots().set_current_snapshot(snapshot_id=to_snapshot_id).commit()
+
+    _retrying(lh, identifier, step)

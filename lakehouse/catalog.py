@@ -1,0 +1,38 @@
+"""The only place a pyiceberg catalog is built."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pyiceberg.catalog import Catalog, load_catalog
+
+from lakehouse.config import CatalogConfig
+from lakehouse.errors import ConfigError
+
+
+def _prepare_local_paths(properties: dict[str, str]) -> None:
+    """Create the folders an embedded SQLite catalog and a file:// warehouse need."""
+    uri = properties.get("uri", "")
+    if uri.startswith("sqlite:///"):
+        db_path = Path(uri.removeprefix("sqlite:///"))
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+    warehouse = properties.get("warehouse", "")
+    if warehouse.startswith("file://"):
+        Path(urlparse(warehouse).path).mkdir(parents=True, exist_ok=True)
+
+
+def open_catalog(config: CatalogConfig) -> Catalog:
+    """Load the configured catalog; a misconfiguration is a `ConfigError`, not a traceback."""
+    properties = dict(config.properties)
+    _prepare_local_paths(properties)
+    try:
+        return load_catalog(config.name, **properties)
+    except Exception as exc:  # pyiceberg raises many types for bad settings
+        shown = {k: v for k, v in properties.items() if "secret" not in k and "password" not in k}
+        raise ConfigError(f"cannot open Iceberg catalog {config.name!r} {shown}: {exc}") from exc
+
+
+def ensure_namespace(catalog: Catalog, namespace: str) -> None:
+    """Create `namespace` if it does not exist (idempotent, safe under concurrency)."""
+    catalog.create_namespace_if_not_exists(namespace)

@@ -1,0 +1,67 @@
+"""Provenance carried in the summary properties of every published snapshot.
+
+The lakehouse is the source of truth for staleness: with the run-history database gone, these
+properties alone say which code and which upstream snapshots built what `main` holds.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import BaseModel, ConfigDict, Field
+from pyiceberg.table import Table
+
+PREFIX = "sluice."
+RUN_ID = "sluice.run-id"
+CODE_VERSION = "sluice.code-version"
+PARTITION = "sluice.partition"
+INPUTS = "sluice.inputs"
+CHECKS = "sluice.checks"
+
+
+class Provenance(BaseModel):
+    """What built a snapshot: run, code version, partition, pinned input snapshots, checks.
+
+    `checks` names the error-severity checks the snapshot had to pass to reach `main`.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    code_version: str
+    partition: str | None = None
+    inputs: dict[str, int] = Field(default_factory=dict)
+    checks: tuple[str, ...] = ()
+
+    def to_properties(self) -> dict[str, str]:
+        """Snapshot summary properties (Iceberg summaries hold strings only)."""
+        return {
+            RUN_ID: self.run_id,
+            CODE_VERSION: self.code_version,
+            PARTITION: self.partition or "",
+            INPUTS: json.dumps(self.inputs, sort_keys=True),
+            CHECKS: json.dumps(list(self.checks)),
+        }
+
+    @classmethod
+    def from_properties(cls, properties: dict[str, str]) -> Provenance | None:
+        """Read provenance back; None for snapshots Sluice did not publish."""
+        if RUN_ID not in properties or CODE_VERSION not in properties:
+            return None
+        return cls(
+            run_id=properties[RUN_ID],
+            code_version=properties[CODE_VERSION],
+            partition=properties.get(PARTITION) or None,
+            inputs={k: int(v) for k, v in json.loads(properties.get(INPUTS, "{}")).items()},
+            checks=tuple(json.loads(properties.get(CHECKS, "[]"))),
+        )
+
+
+def snapshot_provenance(table: Table, snapshot_id: int | None) -> Provenance | None:
+    """Provenance of one snapshot of `table`, or None."""
+    if snapshot_id is None:
+        return None
+    snapshot = table.snapshot_by_id(snapshot_id)
+    if snapshot is None or snapshot.summary is None:
+        return None
+    return Provenance.from_properties(dict(snapshot.summary.additional_properties))

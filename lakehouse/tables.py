@@ -1,0 +1,169 @@
+"""Tables: creation from a first result, Iceberg-storable Arrow types, safe schema evolution.
+
+Evolution follows dbt's `append_new_columns`: new columns are added, legal promotions (int ->
+long, float -> double, wider decimals) are applied, a column missing from a new result stays in
+the table as nulls. Anything that would lose data (narrowing, a type change, dropping a required
+column) is rejected before a single file is written.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import NoSuchTableError, TableAlreadyExistsError
+from pyiceberg.io.pyarrow import _pyarrow_to_schema_without_ids, schema_to_pyarrow
+from pyiceberg.schema import promote
+from pyiceberg.table import Table
+from pyiceberg.types import NestedField
+
+from lakehouse.catalog import ensure_namespace
+from lakehouse.errors import SchemaChangeError, UnsupportedTypeError
+
+INITIAL_PROPERTY = "sluice.initial"
+
+
+def split_identifier(identifier: str) -> tuple[str, str]:
+    """`"silver.orders"` -> `("silver", "orders")`."""
+    namespace, _, name = identifier.rpartition(".")
+    return namespace, name
+
+
+def load_table(catalog: Catalog, identifier: str) -> Table | None:
+    """The table, freshly loaded, or None when it does not exist yet."""
+    try:
+        return catalog.load_table(identifier)
+    except NoSuchTableError:
+        return None
+
+
+def _storable(dtype: pa.DataType, column: str) -> pa.DataType:
+    """The Arrow type Iceberg can store for `dtype` (raises for types it cannot)."""
+    t = pa.types
+    if t.is_dictionary(dtype):
+        return _storable(dtype.value_type, column)
+    if t.is_int8(dtype) or t.is_int16(dtype) or t.is_uint8(dtype) or t.is_uint16(dtype):
+        return pa.int32()
+    if t.is_uint32(dtype) or t.is_uint64(dtype):
+        return pa.int64()
+    if t.is_float16(dtype):
+        return pa.float32()
+    if t.is_large_string(dtype) or t.is_string_view(dtype) or t.is_null(dtype):
+        return pa.string()
+    if t.is_large_binary(dtype) or t.is_binary_view(dtype):
+        return pa.binary()
+    if t.is_date64(dtype):
+        return pa.date32()
+    if t.is_time(dtype):
+        return pa.time64("us")
+    if t.is_timestamp(dtype):
+        return pa.timestamp("us", tz="UTC" if dtype.tz else None)
+    if t.is_decimal(dtype):
+        if dtype.precision > 38:
+            raise UnsupportedTypeError(
+                f"column {column!r}: decimal precision {dtype.precision} exceeds Iceberg's 38"
+            )
+        return pa.decimal128(dtype.precision, dtype.scale)
+    if t.is_list(dtype) or t.is_large_list(dtype) or t.is_fixed_size_list(dtype):
+        return pa.list_(_storable_field(dtype.value_field, column))
+    if t.is_map(dtype):
+        return pa.map_(
+            _storable(dtype.key_type, column), _storable_field(dtype.item_field, column)
+        )
+    if t.is_struct(dtype):
+        return pa.struct([_storable_field(dtype.field(i), column) for i in range(dtype.num_fields)])
+    if t.is_duration(dtype) or t.is_interval(dtype):
+        raise UnsupportedTypeError(f"column {column!r}: Iceberg cannot store {dtype}; cast it")
+    return dtype
+
+
+def _storable_field(field: pa.Field, column: str) -> pa.Field:
+    return pa.field(field.name, _storable(field.type, column), nullable=field.nullable)
+
+
+def storable_schema(schema: pa.Schema) -> pa.Schema:
+    """`schema` with every type mapped to one Iceberg can store; field metadata dropped."""
+    if len(set(schema.names)) != len(schema.names):
+        dupes = sorted({n for n in schema.names if schema.names.count(n) > 1})
+        raise SchemaChangeError(f"result has duplicate column names: {', '.join(dupes)}")
+    return pa.schema([_storable_field(f, f.name) for f in schema])
+
+
+def cast_batch(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
+    """Cast `batch` to `target` (same column names, storable types)."""
+    if batch.schema.equals(target, check_metadata=False):
+        return batch
+    columns = []
+    for field in target:
+        column = batch.column(field.name)
+        if pa.types.is_dictionary(column.type):
+            column = column.dictionary_decode()
+        safe = not (pa.types.is_timestamp(field.type) or pa.types.is_time(field.type))
+        columns.append(pc.cast(column, field.type, safe=safe))
+    return pa.RecordBatch.from_arrays(columns, schema=target)
+
+
+def _table_arrow_schema(table: Table) -> pa.Schema:
+    return storable_schema(schema_to_pyarrow(table.schema(), include_field_ids=False))
+
+
+def plan_evolution(identifier: str, current: Table, new: pa.Schema) -> bool:
+    """Whether writing `new` into `current` needs a schema update; raises if it would lose data."""
+    old_arrow = _table_arrow_schema(current)
+    new_iceberg = _pyarrow_to_schema_without_ids(new)
+    problems: list[str] = []
+    changes = False
+    for old_field in current.schema().fields:
+        if old_field.name not in new.names:
+            if old_field.required:
+                problems.append(f"{old_field.name}: required column missing from the new result")
+            continue
+        new_field: NestedField = new_iceberg.find_field(old_field.name)
+        if old_field.field_type == new_field.field_type:
+            continue
+        if new.field(old_field.name).type.equals(old_arrow.field(old_field.name).type):
+            continue
+        try:
+            promote(old_field.field_type, new_field.field_type)
+        except Exception:
+            problems.append(f"{old_field.name}: {old_field.field_type} -> {new_field.field_type}")
+            continue
+        changes = True
+    if problems:
+        raise SchemaChangeError(
+            f"incompatible schema change: {'; '.join(problems)} "
+            "(keep the old types, or drop the table to rebuild it)",
+            asset=identifier,
+        )
+    return changes or any(name not in old_arrow.names for name in new.names)
+
+
+def ensure_table(catalog: Catalog, identifier: str, schema: pa.Schema) -> Table:
+    """Create the table from `schema`, or evolve it to accept `schema`; returns it freshly loaded.
+
+    A new table gets an empty first snapshot on `main` (marked `sluice.initial`) so that audit
+    branches always have a parent: consumers see an empty table, never unaudited rows.
+    """
+    namespace, _ = split_identifier(identifier)
+    ensure_namespace(catalog, namespace)
+    table = load_table(catalog, identifier)
+    if table is None:
+        try:
+            table = catalog.create_table(identifier, schema=schema)
+        except TableAlreadyExistsError:
+            table = catalog.load_table(identifier)
+    if table.metadata.current_snapshot_id is None:
+        with table.transaction() as tx:
+            tx.update_snapshot(snapshot_properties={INITIAL_PROPERTY: "true"}).fast_append().commit()
+        table = catalog.load_table(identifier)
+    if plan_evolution(identifier, table, schema):
+        with table.update_schema() as update:
+            update.union_by_name(schema)
+        table = catalog.load_table(identifier)
+    return table
+
+
+def write_schema(table: Table, result: pa.Schema) -> pa.Schema:
+    """The schema files are written with: the result's columns with the table's (wider) types."""
+    table_schema = _table_arrow_schema(table)
+    return pa.schema([table_schema.field(f.name) for f in result])
