@@ -232,11 +232,11 @@ def failing_rows_sql(check: Check, relation: str) -> tuple[str, list[Any]]:
     rel = _relation_sql(relation)
     kind = check.kind
     if kind == "not_null":
-        cols = _columns(_param(check, "columns"), kind)
+        cols = _columns(_seq_param(check, "columns"), kind)
         cond = " OR ".join(f"{_ident(c)} IS NULL" for c in cols)
         return f"SELECT * FROM {rel} WHERE {cond}", []
     if kind == "unique":
-        cols = _columns(_param(check, "columns"), kind)
+        cols = _columns(_seq_param(check, "columns"), kind)
         keys = ", ".join(_ident(c) for c in cols)
         not_null_keys = " AND ".join(f"{_ident(c)} IS NOT NULL" for c in cols)
         n = _ident(_count_column(cols))
@@ -246,7 +246,7 @@ def failing_rows_sql(check: Check, relation: str) -> tuple[str, list[Any]]:
         ), []
     if kind == "accepted_values":
         col = _ident(_column(_param(check, "column"), kind))
-        vals = tuple(_param(check, "values"))
+        vals = _seq_param(check, "values")
         if not vals:
             raise SluiceError(f"check {check.name}: no accepted values")
         compared = f"CAST({col} AS VARCHAR)" if _value_kind(vals, col) == "str" else col
@@ -259,6 +259,8 @@ def failing_rows_sql(check: Check, relation: str) -> tuple[str, list[Any]]:
         params: list[Any] = []
         for key, op in (("min", "<"), ("max", ">")):
             bound = dict(check.params).get(key)
+            if bound is not None and (not isinstance(bound, int) or isinstance(bound, bool)):
+                raise SluiceError(f"check {check.name}: {key} must be an integer, got {bound!r}")
             if bound is not None:
                 conds.append(f'"row_count" {op} ?')
                 params.append(int(bound))
@@ -322,20 +324,15 @@ def run_checks(
     for check in checks:
         try:
             query, params = failing_rows_sql(check, relation)
-            count_row = con.execute(
+            # fetchall, not fetchone: it completes the result, which DuckDB requires before the
+            # connection runs anything else.
+            count_rows = con.execute(
                 f'SELECT count(*) FROM ({query}) AS "failing_rows"', params
-            ).fetchone()
-            failing = int(count_row[0]) if count_row is not None else 0
+            ).fetchall()
+            failing = int(count_rows[0][0])
             samples: list[dict[str, Any]] = []
             if failing and sample_size:
-                cursor = con.execute(
-                    f'SELECT * FROM ({query}) AS "failing_rows" LIMIT {int(sample_size)}', params
-                )
-                names = [d[0] for d in cursor.description]
-                samples = [
-                    {name: _json_safe(value) for name, value in zip(names, row, strict=True)}
-                    for row in cursor.fetchall()
-                ]
+                samples = _fetch_samples(con, query, params, sample_size)
         except (duckdb.Error, SluiceError) as exc:
             results.append(
                 CheckResult(
@@ -360,6 +357,30 @@ def run_checks(
             )
         )
     return results
+
+
+def _fetch_samples(
+    con: duckdb.DuckDBPyConnection, query: str, params: list[Any], limit: int
+) -> list[dict[str, Any]]:
+    """The first `limit` failing rows as JSON-safe dicts.
+
+    Rows go through Arrow rather than DuckDB's Python conversion, which cannot produce
+    TIMESTAMPTZ values without the optional pytz package. Values Python cannot represent at
+    all (e.g. infinite timestamps) make the whole sample fall back to DuckDB's text form.
+    """
+    sampled = f'SELECT * FROM ({query}) AS "failing_rows" LIMIT {int(limit)}'
+    try:
+        rows = _arrow_rows(con, sampled, params)
+    except Exception:  # any conversion failure; the text fallback raises if the query is bad
+        as_text = f'SELECT CAST(COLUMNS(*) AS VARCHAR) FROM ({sampled}) AS "sampled"'
+        rows = _arrow_rows(con, as_text, params)
+    return [{str(k): _json_safe(v) for k, v in row.items()} for row in rows]
+
+
+def _arrow_rows(con: duckdb.DuckDBPyConnection, query: str, params: list[Any]) -> list[Any]:
+    rel = con.sql(query, params=params)
+    to_arrow = getattr(rel, "to_arrow_table", None) or rel.fetch_arrow_table
+    return list(to_arrow().to_pylist())
 
 
 # --------------------------------------------------------------------------------------------
@@ -419,6 +440,13 @@ def _param(check: Check, key: str) -> Any:
         if k == key:
             return v
     raise SluiceError(f"check {check.name}: missing parameter {key!r} for kind {check.kind!r}")
+
+
+def _seq_param(check: Check, key: str) -> tuple[Any, ...]:
+    value = _param(check, key)
+    if not isinstance(value, list | tuple):
+        raise SluiceError(f"check {check.name}: parameter {key!r} must be a list, got {value!r}")
+    return tuple(value)
 
 
 def _ident(name: str) -> str:
@@ -546,7 +574,7 @@ def _shorten(text: str, limit: int) -> str:
 
 
 def _json_safe(value: Any) -> Any:
-    """A JSON-encodable copy of a DuckDB value (temporal, decimal, bytes... become text)."""
+    """A JSON-encodable copy of a sampled value (temporal, decimal, bytes... become text)."""
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
@@ -555,6 +583,9 @@ def _json_safe(value: Any) -> Any:
         return bytes(value).hex()
     if isinstance(value, dict):
         return {str(k): _json_safe(v) for k, v in value.items()}
+    fields = getattr(value, "__match_args__", None)  # named tuples, e.g. Arrow's MonthDayNano
+    if isinstance(value, tuple) and isinstance(fields, tuple) and len(fields) == len(value):
+        return {str(k): _json_safe(v) for k, v in zip(fields, value, strict=True)}
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in value]
     if isinstance(value, dt.datetime | dt.date | dt.time):

@@ -1,0 +1,1 @@
+"""Bronze: the source feeds exactly as they arrived, duplicates and defects included."""

@@ -1,0 +1,1 @@
+"""Silver: typed, validated, deduplicated and PII-masked versions of the bronze feeds."""

@@ -1,0 +1,438 @@
+"""A deterministic stand-in for the shop's source API.
+
+Pure functions, no engine import: the bronze assets call them, and so do the tests. Everything
+comes out of `random.Random` instances seeded with strings (stable across Python versions and
+machines) and fixed calendar anchors, never the clock, so the same seed and size give
+byte-identical Arrow data on every run.
+
+The data is "raw as it arrived": nearly every column is a string, and a small share of the
+records is dirty the way real feeds are:
+
+* redeliveries: the same `order_id` delivered again later (a later `ingested_at`), usually with
+  the status moved along its lifecycle;
+* late arrivals: records ingested days after their `order_ts`;
+* malformed records: unparseable timestamps, negative or non-numeric amounts, missing customer
+  ids;
+* cosmetic noise silver has to normalize: two timestamp formats, status casing and padding,
+  e-mail casing and whitespace;
+* orders for customers that are not (yet) in the customer extract.
+
+Orders stream as Arrow record batches of `BATCH_ROWS`; every batch has its own generator, so a
+batch never depends on the ones before it and memory stays flat however many rows are asked
+for. Redeliveries therefore only repeat orders of their own batch.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from bisect import bisect
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from itertools import accumulate
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+GENERATOR_VERSION = "1"
+DEFAULT_SEED = 42
+DEFAULT_ROWS = 20_000
+ROWS_ENV = "SLUICE_EXAMPLE_ROWS"
+BATCH_ROWS = 100_000
+
+WINDOW_START = datetime(2024, 1, 1)
+WINDOW_DAYS = 91  # orders are placed 2024-01-01 .. 2024-03-31
+SIGNUP_START = date(2021, 1, 1)
+SIGNUP_DAYS = 1095  # customers signed up 2021-01-01 .. 2023-12-31
+
+STATUSES = ("placed", "paid", "shipped", "delivered", "cancelled", "returned")
+NEXT_STATUS = {"placed": "paid", "paid": "shipped", "shipped": "delivered", "delivered": "returned"}
+CHANNELS = ("web", "app", "marketplace")
+CATEGORIES = (
+    "Books",
+    "Electronics",
+    "Garden",
+    "Grocery",
+    "Home & Kitchen",
+    "Sports",
+    "Toys",
+)
+COUNTRIES = ("DE", "FR", "NL", "BE", "AT", "ES", "IT", "PL", "SE", "DK")
+PRODUCT_COUNT = 140
+
+# Shares of order records (approximate: each is drawn independently per record).
+DUPLICATE_RATE = 0.02  # record is a redelivery of an order already delivered in the batch
+LATE_RATE = 0.03  # original record ingested 1 to 6 days after order_ts
+BAD_TIMESTAMP_RATE = 0.004  # order_ts cannot be parsed
+BAD_AMOUNT_RATE = 0.004  # amount is negative or not a number
+MISSING_CUSTOMER_RATE = 0.003  # customer_id is null or empty
+UNKNOWN_CUSTOMER_RATE = 0.002  # customer_id absent from the customer extract
+MAX_REDELIVERIES = 3  # per order
+# Shares of customer records.
+CUSTOMER_DUPLICATE_RATE = 0.03  # a second, later version with a changed e-mail address
+
+ORDERS_SCHEMA = pa.schema(
+    [
+        pa.field("order_id", pa.string()),
+        pa.field("customer_id", pa.string()),
+        pa.field("product_id", pa.string()),
+        pa.field("quantity", pa.string()),
+        pa.field("amount", pa.string()),
+        pa.field("status", pa.string()),
+        pa.field("channel", pa.string()),
+        pa.field("order_ts", pa.string()),
+        pa.field("ingested_at", pa.timestamp("us"), nullable=False),
+    ]
+)
+CUSTOMERS_SCHEMA = pa.schema(
+    [
+        pa.field("customer_id", pa.string()),
+        pa.field("first_name", pa.string()),
+        pa.field("last_name", pa.string()),
+        pa.field("email", pa.string()),
+        pa.field("country", pa.string()),
+        pa.field("signup_date", pa.string()),
+        pa.field("updated_at", pa.timestamp("us"), nullable=False),
+    ]
+)
+PRODUCTS_SCHEMA = pa.schema(
+    [
+        pa.field("product_id", pa.string()),
+        pa.field("product_name", pa.string()),
+        pa.field("category", pa.string()),
+        pa.field("list_price", pa.string()),
+        pa.field("updated_at", pa.timestamp("us"), nullable=False),
+    ]
+)
+
+_FIRST_NAMES = (
+    "Anna", "Ben", "Chloe", "David", "Emma", "Felix", "Greta", "Hugo", "Ines", "Jonas",
+    "Klara", "Luca", "Mia", "Noah", "Olivia", "Paul", "Quinn", "Rosa", "Sofia", "Tom",
+    "Ulla", "Victor", "Wiebke", "Xavier", "Yara", "Zoe",
+)  # fmt: skip
+_LAST_NAMES = (
+    "Andersen", "Bakker", "Costa", "Dubois", "Eriksson", "Fischer", "Garcia", "Hansen",
+    "Jansen", "Kowalski", "Lambert", "Martin", "Novak", "Olsen", "Peeters", "Rossi",
+    "Schmidt", "Taylor", "Vogel", "Weber",
+)  # fmt: skip
+_EMAIL_DOMAINS = ("example.com", "mail.example", "post.example.org", "inbox.example.net")
+_ADJECTIVES = ("Classic", "Compact", "Deluxe", "Eco", "Mini", "Pro", "Smart", "Ultra")
+_NOUNS = {
+    "Books": ("Cookbook", "Novel", "Atlas", "Field Guide", "Poetry Collection"),
+    "Electronics": ("Headphones", "Charger", "Speaker", "Webcam", "Keyboard"),
+    "Garden": ("Hose", "Planter", "Pruner", "Seed Kit", "Watering Can"),
+    "Grocery": ("Coffee Beans", "Olive Oil", "Green Tea", "Granola", "Dark Chocolate"),
+    "Home & Kitchen": ("Kettle", "Pan", "Knife Set", "Blender", "Lamp"),
+    "Sports": ("Yoga Mat", "Water Bottle", "Running Belt", "Dumbbell", "Jump Rope"),
+    "Toys": ("Puzzle", "Building Blocks", "Plush Bear", "Board Game", "Kite"),
+}
+_PRICE_RANGE_CENTS = {
+    "Books": (799, 4_999),
+    "Electronics": (1_499, 29_999),
+    "Garden": (499, 8_999),
+    "Grocery": (199, 2_999),
+    "Home & Kitchen": (999, 19_999),
+    "Sports": (599, 9_999),
+    "Toys": (699, 7_999),
+}
+_BAD_TIMESTAMPS = ("", "N/A", "not a timestamp", "2024-02-30 12:00:00", "2024-13-01 08:00:00")
+_BAD_AMOUNTS = ("", "N/A", "NaN-ish", "12,50")
+_BAD_TS_BELOW = BAD_TIMESTAMP_RATE
+_BAD_AMOUNT_BELOW = _BAD_TS_BELOW + BAD_AMOUNT_RATE
+_MISSING_CUSTOMER_BELOW = _BAD_AMOUNT_BELOW + MISSING_CUSTOMER_RATE
+_UNKNOWN_CUSTOMER_BELOW = _MISSING_CUSTOMER_BELOW + UNKNOWN_CUSTOMER_RATE
+
+
+def example_rows(default: int = DEFAULT_ROWS) -> int:
+    """Number of order records, from `SLUICE_EXAMPLE_ROWS` (e.g. `200000` or `1_000_000`)."""
+    raw = os.environ.get(ROWS_ENV, "").strip()
+    if not raw:
+        return default
+    try:
+        rows = int(raw)
+    except ValueError:
+        raise ValueError(f"{ROWS_ENV} must be a whole number of rows, got {raw!r}") from None
+    if rows < 1:
+        raise ValueError(f"{ROWS_ENV} must be at least 1, got {rows}")
+    return rows
+
+
+def code_version(*, sized: bool = True, seed: int = DEFAULT_SEED) -> str:
+    """Version of a generated feed, for the asset's `code_version`.
+
+    The data comes from this module, not from the asset function's body, so the function's own
+    hash would not notice a change here: bump `GENERATOR_VERSION` whenever the output changes.
+    `sized` feeds (orders, customers) also depend on `SLUICE_EXAMPLE_ROWS`.
+    """
+    version = f"source-v{GENERATOR_VERSION}-seed{seed}"
+    return f"{version}-rows{example_rows()}" if sized else version
+
+
+def customer_count(rows: int) -> int:
+    """Customers in the extract for `rows` order records: one per ten orders, at least 100."""
+    return max(100, rows // 10)
+
+
+def _rng(kind: str, seed: int, part: int = 0) -> random.Random:
+    return random.Random(f"sluice-example:{kind}:{seed}:{part}")
+
+
+def _pick(rng: random.Random, values: tuple[str, ...]) -> str:
+    return values[int(rng.random() * len(values))]
+
+
+def _micros(ts: datetime) -> int:
+    return (ts - datetime(1970, 1, 1)) // timedelta(microseconds=1)
+
+
+def _cents(cents: int) -> str:
+    return f"{cents // 100}.{cents % 100:02d}"
+
+
+def _product_prices(seed: int) -> list[int]:
+    """List price in cents of each product, in product order."""
+    rng = _rng("products", seed)
+    prices = []
+    for index in range(PRODUCT_COUNT):
+        category = CATEGORIES[index % len(CATEGORIES)]
+        low, high = _PRICE_RANGE_CENTS[category]
+        prices.append((low + int(rng.random() * (high - low))) // 100 * 100 + 99)
+    return prices
+
+
+def products(seed: int = DEFAULT_SEED) -> pa.Table:
+    """The product catalogue: `PRODUCT_COUNT` products across `CATEGORIES`, prices as strings."""
+    rng = _rng("product-names", seed)
+    prices = _product_prices(seed)
+    columns: dict[str, list[object]] = {name: [] for name in PRODUCTS_SCHEMA.names}
+    for index, price in enumerate(prices):
+        category = CATEGORIES[index % len(CATEGORIES)]
+        name = f"{_pick(rng, _ADJECTIVES)} {_pick(rng, _NOUNS[category])} {index // 7 + 1}"
+        updated = WINDOW_START - timedelta(days=1 + int(rng.random() * 365))
+        columns["product_id"].append(f"P{index + 1:04d}")
+        columns["product_name"].append(name)
+        columns["category"].append(category)
+        columns["list_price"].append(_cents(price))
+        columns["updated_at"].append(_micros(updated))
+    return pa.Table.from_pydict(columns, schema=PRODUCTS_SCHEMA)
+
+
+def customers(rows: int | None = None, seed: int = DEFAULT_SEED) -> pa.Table:
+    """The customer extract, PII included, for a feed of `rows` order records.
+
+    About `CUSTOMER_DUPLICATE_RATE` of the customers appear twice: the second version follows
+    the first, with a later `updated_at` and a changed e-mail address.
+    """
+    count = customer_count(rows or example_rows())
+    rng = _rng("customers", seed)
+    columns: dict[str, list[object]] = {name: [] for name in CUSTOMERS_SCHEMA.names}
+
+    def add(
+        cid: str, first: str, last: str, email: str, country: str, signup: str, at: int
+    ) -> None:
+        for name, value in zip(
+            CUSTOMERS_SCHEMA.names, (cid, first, last, email, country, signup, at), strict=True
+        ):
+            columns[name].append(value)
+
+    for index in range(count):
+        first, last = _pick(rng, _FIRST_NAMES), _pick(rng, _LAST_NAMES)
+        local = f"{first}.{last}" if rng.random() < 0.6 else f"{first[0]}{last}"
+        email = f"{local}{index + 1}@{_pick(rng, _EMAIL_DOMAINS)}"
+        roll = rng.random()
+        if roll < 0.7:
+            email = email.lower()
+        elif roll < 0.72:
+            email = f" {email} "
+        country = COUNTRIES[int(len(COUNTRIES) * rng.random() ** 2)]
+        signup_day = SIGNUP_START + timedelta(days=int(rng.random() * SIGNUP_DAYS))
+        signup = signup_day.isoformat() if rng.random() >= 0.005 else ""
+        updated = datetime.combine(signup_day, datetime.min.time()) + timedelta(
+            seconds=int(rng.random() * 86_400)
+        )
+        cid = f"C{index + 1:07d}"
+        add(cid, first, last, email, country, signup, _micros(updated))
+        if rng.random() < CUSTOMER_DUPLICATE_RATE:
+            moved = f"{first}.{last}.{index + 1}@{_pick(rng, _EMAIL_DOMAINS)}".lower()
+            later = WINDOW_START + timedelta(seconds=int(rng.random() * WINDOW_DAYS * 86_400))
+            add(cid, first, last, moved, country, signup, _micros(later))
+    return pa.Table.from_pydict(columns, schema=CUSTOMERS_SCHEMA)
+
+
+_STATUS_WEIGHTS = {
+    "placed": 0.08,
+    "paid": 0.12,
+    "shipped": 0.18,
+    "delivered": 0.50,
+    "cancelled": 0.07,
+    "returned": 0.05,
+}
+_STATUS_BOUNDS = list(accumulate(_STATUS_WEIGHTS.values()))[:-1]
+_STATUS_BY_BOUND = tuple(_STATUS_WEIGHTS)
+
+
+def _noisy(status: str, roll: float) -> str:
+    """`status` as the source sends it: 2% of the values shouted or padded."""
+    if roll < 0.01:
+        return status.upper()
+    if roll < 0.02:
+        return f" {status.capitalize()} "
+    return status
+
+
+def _ids(prefix: str, numbers: pa.Array, width: int) -> pa.Array:
+    digits = pc.utf8_lpad(pc.cast(numbers, pa.string()), width=width, padding="0")
+    return pc.binary_join_element_wise(prefix, digits, "")
+
+
+def _amounts(cents: pa.Array) -> pa.Array:
+    whole = pc.divide(cents, 100)  # integer division
+    fraction = pc.utf8_lpad(
+        pc.cast(pc.subtract(cents, pc.multiply(whole, 100)), pa.string()), 2, "0"
+    )
+    return pc.binary_join_element_wise(pc.cast(whole, pa.string()), fraction, ".")
+
+
+def order_batch(
+    batch: int, rows: int, seed: int = DEFAULT_SEED, batch_rows: int = BATCH_ROWS
+) -> pa.RecordBatch:
+    """Order records `batch * batch_rows` up to `rows` (exclusive) of a feed of `rows` records.
+
+    Record `i` is placed at about `i / rows` of the way through the order window, so order ids
+    grow with time; `order_id` is derived from `i`, so redeliveries leave gaps in the sequence.
+    The loop draws plain numbers per record; Arrow compute renders them as the source's strings,
+    and a few records get a defect rendered in place (`*_defect`, null when none).
+    """
+    start, stop = batch * batch_rows, min(rows, (batch + 1) * batch_rows)
+    if start >= stop:
+        raise ValueError(f"batch {batch} is empty for {rows} rows of {batch_rows} per batch")
+    rng = _rng("orders", seed, batch)
+    draw = rng.random
+    prices = _product_prices(seed)
+    n_customers = customer_count(rows)
+    window_s = WINDOW_DAYS * 86_400
+    order_no: list[int] = []
+    customer_no: list[int | None] = []
+    customer_defect: list[str | None] = []
+    product_no: list[int] = []
+    quantity: list[int] = []
+    cents: list[int] = []
+    amount_defect: list[str | None] = []
+    status: list[str] = []
+    channel: list[str] = []
+    placed_s: list[int] = []  # seconds since WINDOW_START
+    iso: list[bool] = []
+    ts_defect: list[str | None] = []
+    ingested_s: list[int] = []
+    # Per order of this batch: [position of its latest version, true status, redeliveries].
+    delivered: list[list[Any]] = []
+    copied = (
+        order_no, customer_no, customer_defect, product_no, quantity, cents, amount_defect,
+        channel, placed_s, iso, ts_defect,
+    )  # fmt: skip
+
+    for i in range(start, stop):
+        if delivered and draw() < DUPLICATE_RATE:
+            # Redeliver one of the last few hundred orders, usually with a status update.
+            order = delivered[len(delivered) - 1 - int(draw() * min(len(delivered), 500))]
+            last, true_status, count = order
+            if count < MAX_REDELIVERIES:
+                if true_status in NEXT_STATUS and draw() < 0.7:
+                    true_status = NEXT_STATUS[true_status]
+                order[:] = [len(order_no), true_status, count + 1]
+                for column in copied:
+                    column.append(column[last])  # type: ignore[attr-defined]
+                status.append(_noisy(true_status, draw()))
+                ingested_s.append(ingested_s[last] + 3_600 + int(draw() * 82_800))
+                continue
+
+        placed = int((i + draw()) * window_s / rows)
+        customer: int | None = int(n_customers * draw() ** 1.6) + 1
+        product = int(PRODUCT_COUNT * draw() ** 1.4)
+        qty = 1 + int(4 * draw() ** 3)
+        discount = (0, 0, 0, 0, 0, 0, 0, 10, 10, 25)[int(draw() * 10)]
+        true_status = _STATUS_BY_BOUND[bisect(_STATUS_BOUNDS, draw())]
+        if draw() < LATE_RATE:
+            ingested = placed + 86_400 + int(draw() * 5 * 86_400)
+        else:
+            ingested = placed + 60 + int(draw() * 7_140)
+        amount = (prices[product] * qty * (100 - discount) + 50) // 100
+        bad_ts = bad_amount = bad_customer = None
+
+        roll = draw()
+        if roll < _BAD_TS_BELOW:
+            if draw() < 0.7:
+                bad_ts = _pick(rng, _BAD_TIMESTAMPS)
+            else:  # day-first, without seconds
+                bad_ts = (WINDOW_START + timedelta(seconds=placed)).strftime("%d/%m/%Y %H:%M")
+        elif roll < _BAD_AMOUNT_BELOW:
+            bad_amount = f"-{_cents(amount)}" if draw() < 0.5 else _pick(rng, _BAD_AMOUNTS)
+        elif roll < _MISSING_CUSTOMER_BELOW:
+            customer, bad_customer = None, "" if draw() < 0.5 else None
+        elif roll < _UNKNOWN_CUSTOMER_BELOW:
+            customer = n_customers + 1 + int(draw() * 1_000)
+
+        delivered.append([len(order_no), true_status, 0])
+        order_no.append(i + 1)
+        customer_no.append(customer)
+        customer_defect.append(bad_customer)
+        product_no.append(product + 1)
+        quantity.append(qty)
+        cents.append(amount)
+        amount_defect.append(bad_amount)
+        status.append(_noisy(true_status, draw()))
+        channel.append(CHANNELS[int(len(CHANNELS) * draw() ** 1.3)])
+        placed_s.append(placed)
+        iso.append(draw() < 0.15)  # the app client sends ISO-8601 UTC
+        ts_defect.append(bad_ts)
+        ingested_s.append(ingested)
+
+    epoch_s = _micros(WINDOW_START) // 1_000_000
+    placed_at = pc.cast(pc.add(pa.array(placed_s, pa.int64()), epoch_s), pa.timestamp("s"))
+    plain_ts = pc.cast(placed_at, pa.string())  # 2024-01-31 12:34:56
+    iso_ts = pc.binary_join_element_wise(pc.replace_substring(plain_ts, " ", "T"), "Z", "")
+    ingested_at = pc.multiply(pc.add(pa.array(ingested_s, pa.int64()), epoch_s), 1_000_000)
+    return pa.RecordBatch.from_arrays(
+        [
+            _ids("O", pa.array(order_no, pa.int64()), 10),
+            pc.coalesce(
+                pa.array(customer_defect, pa.string()),
+                _ids("C", pa.array(customer_no, pa.int64()), 7),
+            ),
+            _ids("P", pa.array(product_no, pa.int64()), 4),
+            pc.cast(pa.array(quantity, pa.int64()), pa.string()),
+            pc.coalesce(
+                pa.array(amount_defect, pa.string()), _amounts(pa.array(cents, pa.int64()))
+            ),
+            pa.array(status, pa.string()),
+            pa.array(channel, pa.string()),
+            pc.coalesce(
+                pa.array(ts_defect, pa.string()),
+                pc.if_else(pa.array(iso, pa.bool_()), iso_ts, plain_ts),
+            ),
+            pc.cast(ingested_at, pa.timestamp("us")),
+        ],
+        schema=ORDERS_SCHEMA,
+    )
+
+
+def order_batches(
+    rows: int | None = None, seed: int = DEFAULT_SEED, batch_rows: int = BATCH_ROWS
+) -> Iterator[pa.RecordBatch]:
+    """The order feed, batch by batch, generated lazily."""
+    rows = rows or example_rows()
+    for batch in range(-(-rows // batch_rows)):
+        yield order_batch(batch, rows, seed, batch_rows)
+
+
+def orders_reader(
+    rows: int | None = None, seed: int = DEFAULT_SEED, batch_rows: int = BATCH_ROWS
+) -> pa.RecordBatchReader:
+    """The order feed as a stream: one batch in memory at a time."""
+    return pa.RecordBatchReader.from_batches(ORDERS_SCHEMA, order_batches(rows, seed, batch_rows))
+
+
+def orders(rows: int | None = None, seed: int = DEFAULT_SEED) -> pa.Table:
+    """The whole order feed as one table (convenient for small sizes and tests)."""
+    return orders_reader(rows, seed).read_all()

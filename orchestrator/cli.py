@@ -1,0 +1,246 @@
+"""The `sluice` command: parse arguments, call the engine, print. Nothing else lives here.
+
+Exit codes: 0 everything published (or nothing to do), 1 something failed or was blocked,
+2 usage, configuration or definition error. User mistakes never print a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from orchestrator.loader import Project
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sluice",
+        description="Asset orchestration for an Iceberg lakehouse: every publish is audited.",
+    )
+    parser.add_argument("--project", type=Path, default=Path("."), help="project folder (default: .)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("plan", help="what would run, and why")
+    p.add_argument("select", nargs="*", help="selection: name, layer.name, +name, name+, layer:X, tag:X, *")
+    p.add_argument("--force", action="store_true", help="plan fresh assets too")
+
+    p = sub.add_parser("materialize", help="build the stale assets of the selection through WAP")
+    p.add_argument("select", nargs="*")
+    p.add_argument("--force", action="store_true", help="rebuild fresh assets too")
+
+    p = sub.add_parser("status", help="per asset: fresh, stale or failed; last run and checks")
+    p.add_argument("select", nargs="*")
+
+    p = sub.add_parser("runs", help="run history")
+    p.add_argument("--limit", type=int, default=20)
+
+    p = sub.add_parser("run", help="one run: assets, timings, checks, errors")
+    p.add_argument("run_id")
+
+    p = sub.add_parser("query", help="DuckDB SQL over main, or over an audit branch")
+    p.add_argument("sql")
+    p.add_argument("--ref", help="read tables that have this branch from it")
+    p.add_argument("--limit", type=int, default=100)
+
+    p = sub.add_parser("branches", help="audit branches kept after failures")
+    p.add_argument("--prune", action="store_true", help="remove branches of finished or dead runs")
+
+    p = sub.add_parser("lineage", help="upstream and downstream of an asset")
+    p.add_argument("asset")
+    p.add_argument("--columns", action="store_true", help="column lineage of a SQL asset")
+
+    p = sub.add_parser("rollback", help="point main back at an earlier published snapshot")
+    p.add_argument("asset")
+    p.add_argument("--to", type=int, dest="to_snapshot", help="snapshot id (default: the previous one)")
+    p.add_argument("--downstream", action="store_true", help="roll back downstream assets to match")
+
+    p = sub.add_parser("init", help="write a small working project")
+    p.add_argument("dir", type=Path)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `sluice` console script."""
+    args = _parser().parse_args(argv)
+    from rich.console import Console
+
+    from lakehouse.errors import SluiceError
+
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=240)
+    try:
+        return int(_dispatch(args, console))
+    except SluiceError as exc:
+        console.print(f"[bold red]error:[/] {exc}", markup=True)
+        return _exit_code(exc)
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return EXIT_FAILED
+
+
+def _exit_code(exc: Exception) -> int:
+    from lakehouse.errors import ConfigError
+    from orchestrator.errors import DefinitionError, SelectionError
+    from orchestrator.state import AmbiguousRunError
+
+    usage = (ConfigError, DefinitionError, SelectionError, AmbiguousRunError)
+    return EXIT_USAGE if isinstance(exc, usage) else EXIT_FAILED
+
+
+def _dispatch(args: argparse.Namespace, console: Console) -> int:
+    if args.command == "init":
+        from orchestrator.scaffold import init_project
+
+        written = init_project(args.dir)
+        console.print(f"created {len(written)} files in {args.dir}; next: cd {args.dir} && sluice materialize")
+        return EXIT_OK
+    from orchestrator.loader import load_project
+
+    project = load_project(args.project)
+    handler = globals()[f"_cmd_{args.command}"]
+    return int(handler(project, args, console))
+
+
+def _lakehouse(project: Project) -> Any:
+    from orchestrator.materialize import open_lakehouse
+
+    return open_lakehouse(project)
+
+
+def _store(project: Project) -> Any:
+    from orchestrator.state import StateStore
+
+    return StateStore(project.config.state_url)
+
+
+def _cmd_plan(project: Project, args: argparse.Namespace, console: Console) -> int:
+    from orchestrator.materialize import make_plan
+    from orchestrator.report import print_plan
+
+    plan = make_plan(project, _lakehouse(project), args.select, force=args.force)
+    print_plan(console, plan)
+    return EXIT_OK
+
+
+def _cmd_materialize(project: Project, args: argparse.Namespace, console: Console) -> int:
+    from orchestrator.materialize import make_plan, run_plan
+    from orchestrator.report import RunReporter, print_summary
+
+    lh = _lakehouse(project)
+    plan = make_plan(project, lh, args.select, force=args.force)
+    if not plan.steps:
+        console.print(f"nothing to do: {len(plan.fresh)} selected assets are fresh")
+        return EXIT_OK
+    store = _store(project)
+    with RunReporter(console, plan) as reporter:
+        summary = run_plan(
+            project,
+            lh,
+            store,
+            plan,
+            command="materialize",
+            selection=" ".join(args.select) or "*",
+            on_event=reporter.event,
+        )
+    print_summary(console, summary)
+    return EXIT_OK if summary.ok else EXIT_FAILED
+
+
+def _cmd_status(project: Project, args: argparse.Namespace, console: Console) -> int:
+    from orchestrator.report import print_status
+    from orchestrator.status import asset_statuses
+
+    print_status(console, asset_statuses(project, _lakehouse(project), _store(project), args.select))
+    return EXIT_OK
+
+
+def _cmd_runs(project: Project, args: argparse.Namespace, console: Console) -> int:
+    from orchestrator.report import print_runs
+
+    print_runs(console, _store(project).runs(limit=args.limit))
+    return EXIT_OK
+
+
+def _cmd_run(project: Project, args: argparse.Namespace, console: Console) -> int:
+    from orchestrator.errors import SelectionError
+    from orchestrator.report import print_run
+
+    found = _store(project).run(args.run_id)
+    if found is None:
+        raise SelectionError(f"no run {args.run_id!r}; `sluice runs` lists them")
+    print_run(console, *found)
+    return EXIT_OK
+
+
+def _cmd_query(project: Project, args: argparse.Namespace, console: Console) -> int:
+    from orchestrator.query import run_query
+    from orchestrator.report import print_query
+
+    print_query(console, run_query(_lakehouse(project), args.sql, ref=args.ref, limit=args.limit))
+    return EXIT_OK
+
+
+def _cmd_branches(project: Project, args: argparse.Namespace, console: Console) -> int:
+    from lakehouse.branches import list_branches, remove_branch
+    from orchestrator.report import print_branches
+
+    lh = _lakehouse(project)
+    branches = list_branches(lh.catalog)
+    if not args.prune:
+        print_branches(console, branches)
+        return EXIT_OK
+    store = _store(project)
+    store.mark_abandoned()
+    running = {r.run_id for r in store.runs(limit=1000) if r.status == "running"}
+    pruned = 0
+    for info in branches:
+        run_id = info.provenance.run_id if info.provenance else None
+        if run_id in running:
+            console.print(f"kept {info.identifier} {info.branch} (run {run_id} is still running)")
+            continue
+        if remove_branch(lh, info.identifier, info.branch):
+            pruned += 1
+            console.print(f"removed {info.identifier} {info.branch}")
+    console.print(f"pruned {pruned} branch(es)")
+    return EXIT_OK
+
+
+def _cmd_lineage(project: Project, args: argparse.Namespace, console: Console) -> int:
+    from orchestrator.report import print_lineage
+
+    key = project.graph.resolve(args.asset)
+    columns = None
+    if args.columns:
+        from orchestrator.lineage_columns import asset_column_lineage
+
+        columns = asset_column_lineage(project, _lakehouse(project), key)
+    print_lineage(console, project.graph, key, columns)
+    return EXIT_OK
+
+
+def _cmd_rollback(project: Project, args: argparse.Namespace, console: Console) -> int:
+    from orchestrator.rollback import rollback_asset
+
+    key = project.graph.resolve(args.asset)
+    steps = rollback_asset(
+        project, _lakehouse(project), key, to=args.to_snapshot, downstream=args.downstream
+    )
+    for step in steps:
+        if step.to_snapshot is None:
+            console.print(f"left {step.asset} at {step.from_snapshot}: {step.note}")
+        else:
+            console.print(f"rolled back {step.asset}: {step.from_snapshot} -> {step.to_snapshot}")
+    return EXIT_OK if all(s.to_snapshot is not None for s in steps) else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

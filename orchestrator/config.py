@@ -1,0 +1,115 @@
+"""`sluice.toml`: optional project configuration, with every default under `./catalog`.
+
+Relative paths are relative to the project root, wherever the command is run from.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lakehouse.config import CatalogConfig
+from lakehouse.errors import ConfigError
+
+CONFIG_FILE = "sluice.toml"
+CATALOG_DIR = "catalog"
+
+
+class ExecutorConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["threads"] = "threads"
+    max_workers: int = Field(default=4, ge=1, le=256)
+
+
+class AlertsConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    webhook: str | None = None
+
+
+class StateConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str | None = None
+
+
+class _ConfigFile(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    catalog: dict[str, Any] = Field(default_factory=dict)
+    state: StateConfig = StateConfig()
+    executor: ExecutorConfig = ExecutorConfig()
+    alerts: AlertsConfig = AlertsConfig()
+
+
+class ProjectConfig(BaseModel):
+    """Resolved configuration: absolute paths, a catalog ready for `load_catalog`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    root: Path
+    catalog: CatalogConfig
+    state_url: str
+    lock_dir: Path
+    executor: ExecutorConfig
+    alerts: AlertsConfig
+
+
+def _absolute_url(value: str, root: Path) -> str:
+    """Make `sqlite:///rel`, `file://rel` and bare relative paths absolute against `root`."""
+    match = re.match(r"^(sqlite:///|file://)(.*)$", value)
+    if match:
+        scheme, path = match.groups()
+        if path.startswith("/") or path == ":memory:" or path == "":
+            return value
+        absolute = (root / path).resolve()
+        return f"{scheme}{absolute}" if scheme == "sqlite:///" else f"file://{absolute}"
+    if "://" not in value:
+        return f"file://{(root / value).resolve()}"
+    return value
+
+
+def load_config(root: Path) -> ProjectConfig:
+    """Read `root/sluice.toml` if present; errors name the file and line."""
+    root = root.resolve()
+    path = root / CONFIG_FILE
+    raw: dict[str, Any] = {}
+    if path.exists():
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            line = getattr(exc, "lineno", None)
+            raise ConfigError(f"invalid TOML: {exc}", file=str(path), line=line) from exc
+    try:
+        parsed = _ConfigFile.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"[{where}] {first['msg']}", file=str(path)) from exc
+    catalog_dir = root / CATALOG_DIR
+    properties = {k: str(v) for k, v in parsed.catalog.items() if k != "name"}
+    properties.setdefault("type", "sql")
+    if properties["type"] == "sql":
+        properties.setdefault("uri", f"sqlite:///{catalog_dir / 'catalog.db'}")
+        properties.setdefault("warehouse", f"file://{catalog_dir / 'warehouse'}")
+    for key in ("uri", "warehouse"):
+        if key in properties and (
+            properties[key].startswith(("sqlite:///", "file://")) or "://" not in properties[key]
+        ):
+            properties[key] = _absolute_url(properties[key], root)
+    state_url = _absolute_url(
+        parsed.state.url or f"sqlite:///{catalog_dir / 'sluice.db'}", root
+    )
+    return ProjectConfig(
+        root=root,
+        catalog=CatalogConfig(name=str(parsed.catalog.get("name", "sluice")), properties=properties),
+        state_url=state_url,
+        lock_dir=catalog_dir / "locks",
+        executor=parsed.executor,
+        alerts=parsed.alerts,
+    )

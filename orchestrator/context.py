@@ -1,0 +1,73 @@
+"""What an asset function sees: `ctx` and its upstreams as DuckDB relations.
+
+Each materialization gets its own DuckDB connection on which every upstream is a view over the
+snapshot pinned for this run, by full name (`bronze.raw_orders`) and, when unambiguous, by
+short name (`raw_orders`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from orchestrator.assets import AssetKey
+from orchestrator.errors import UnsupportedReturnTypeError
+
+BATCH_ROWS = 131_072
+
+
+@dataclass(frozen=True)
+class Partition:
+    """A partition window `[start, end)`; `key` names it (for example `2024-01-31`)."""
+
+    key: str
+    start: Any
+    end: Any
+
+
+@dataclass
+class AssetContext:
+    """The `ctx` argument: which asset, run and partition, a logger, and `sql()`."""
+
+    asset: AssetKey
+    run_id: str
+    con: duckdb.DuckDBPyConnection = field(repr=False)
+    partition: Partition | None = None
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("sluice.asset"))
+
+    def sql(self, query: str, params: Mapping[str, Any] | list[Any] | None = None) -> Any:
+        """Run DuckDB SQL over this run's pinned upstreams; returns a lazy relation.
+
+        Values belong in `params` (`$name` or `?` placeholders), never in the query text.
+        """
+        if params:
+            return self.con.sql(query, params=params)
+        return self.con.sql(query)
+
+
+def to_reader(value: Any, asset: AssetKey) -> pa.RecordBatchReader:
+    """Turn what an asset returned into a stream of Arrow batches (never fully in memory
+    for readers and DuckDB relations)."""
+    if isinstance(value, pa.RecordBatchReader):
+        return value
+    if isinstance(value, pa.Table):
+        return value.to_reader()
+    if isinstance(value, pa.RecordBatch):
+        return pa.Table.from_batches([value]).to_reader()
+    if isinstance(value, duckdb.DuckDBPyRelation):
+        return value.to_arrow_reader(BATCH_ROWS)
+    module = type(value).__module__.split(".")[0]
+    if module == "pandas":
+        return pa.Table.from_pandas(value, preserve_index=False).to_reader()
+    if module == "polars":
+        return value.to_arrow().to_reader()
+    raise UnsupportedReturnTypeError(
+        f"asset {asset} returned {type(value).__module__}.{type(value).__qualname__}; return a "
+        "pyarrow.Table, pyarrow.RecordBatchReader, DuckDB relation, or pandas/polars DataFrame",
+        asset=str(asset),
+    )

@@ -1,0 +1,101 @@
+"""Project discovery: import every Python module under `assets/`, read every SQL asset.
+
+The project root goes first on `sys.path`, so asset modules import each other as
+`assets.<...>`. Loading another project in the same process first forgets the previous
+project's `assets` modules. An exception raised while importing user code becomes a
+`DefinitionError` naming the file and line, never a bare traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from lakehouse.errors import SluiceError
+from orchestrator.assets import Asset
+from orchestrator.config import ProjectConfig, load_config
+from orchestrator.errors import DefinitionError
+from orchestrator.graph import AssetGraph, build_graph
+from orchestrator.sql_assets import discover_sql_assets
+
+ASSETS_DIR = "assets"
+PACKAGE = "assets"
+
+
+@dataclass(frozen=True)
+class Project:
+    """A loaded, validated project: configuration, assets and their graph."""
+
+    root: Path
+    config: ProjectConfig
+    graph: AssetGraph
+
+
+def _forget_previous_project(root: Path) -> None:
+    loaded = sys.modules.get(PACKAGE)
+    origin = getattr(loaded, "__path__", None)
+    if loaded is not None and (origin is None or str(root / ASSETS_DIR) not in list(origin)):
+        for name in [n for n in sys.modules if n == PACKAGE or n.startswith(PACKAGE + ".")]:
+            del sys.modules[name]
+    importlib.invalidate_caches()
+
+
+def _module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _import_error(exc: BaseException, path: Path) -> DefinitionError:
+    if isinstance(exc, SyntaxError):
+        return DefinitionError(
+            f"syntax error: {exc.msg}", file=exc.filename or str(path), line=exc.lineno
+        )
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(str(path.parent))]
+    frame = frames[-1] if frames else None
+    return DefinitionError(
+        f"importing {path.name} failed: {type(exc).__name__}: {exc}",
+        file=frame.filename if frame else str(path),
+        line=frame.lineno if frame else None,
+    )
+
+
+def discover_python_assets(root: Path) -> list[Asset]:
+    """Import every module under `root/assets` and collect the `Asset` objects they define."""
+    assets_dir = root / ASSETS_DIR
+    _forget_previous_project(root)
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    found: dict[int, Asset] = {}
+    for path in sorted(assets_dir.rglob("*.py")):
+        if "__pycache__" in path.parts or any(p.startswith(".") for p in path.relative_to(root).parts):
+            continue
+        name = _module_name(path, root)
+        try:
+            module = importlib.import_module(name)
+        except Exception as exc:
+            if isinstance(exc, SluiceError):
+                if exc.file is None:
+                    exc.file = str(path)
+                raise
+            raise _import_error(exc, path) from exc
+        for value in vars(module).values():
+            if isinstance(value, Asset):
+                found.setdefault(id(value), value)
+    return list(found.values())
+
+
+def load_project(root: Path) -> Project:
+    """Load and validate the project at `root`; raises `SluiceError` on any definition problem."""
+    root = root.resolve()
+    config = load_config(root)
+    if not (root / ASSETS_DIR).is_dir():
+        raise DefinitionError(
+            f"no {ASSETS_DIR}/ folder in {root}: run `sluice init` or pass --project DIR"
+        )
+    assets = discover_python_assets(root) + discover_sql_assets(root / ASSETS_DIR)
+    return Project(root=root, config=config, graph=build_graph(assets))

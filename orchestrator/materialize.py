@@ -1,0 +1,154 @@
+"""One run: plan the selection, record it, execute it, report it.
+
+Shared by `sluice materialize` and (later) the scheduler, so both use the same staleness
+function, the same planner and the same executor.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from lakehouse.branches import Lakehouse
+from lakehouse.catalog import open_catalog
+from lakehouse.locks import TableLocks
+from orchestrator.assets import AssetKey
+from orchestrator.executor import Blocked, ThreadExecutor, execute
+from orchestrator.loader import Project
+from orchestrator.planner import Plan, PlannedStep, build_plan, plan_inputs
+from orchestrator.published import read_published
+from orchestrator.runner import StepOutcome, StepSpec, branch_name, remember
+from orchestrator.selection import select
+from orchestrator.state import CheckRecord, StateStore, StepRecord
+
+
+def new_run_id() -> str:
+    """Sortable and unique: `20261123-230501-3f9a1c`."""
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+def open_lakehouse(project: Project) -> Lakehouse:
+    return Lakehouse(open_catalog(project.config.catalog), TableLocks(project.config.lock_dir))
+
+
+def make_plan(
+    project: Project, lh: Lakehouse, selection: Sequence[str], *, force: bool = False
+) -> Plan:
+    """Plan `selection` against what `main` holds right now."""
+    selected = select(project.graph, selection)
+    needed = plan_inputs(project.graph, selected)
+    published = read_published(lh, sorted(str(k) for k in needed))
+    return build_plan(project.graph, selected, published, force=force)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    plan: Plan
+    results: dict[str, StepOutcome | Blocked]
+
+    @property
+    def ok(self) -> bool:
+        return all(
+            isinstance(r, StepOutcome) and r.status == "published" for r in self.results.values()
+        )
+
+
+def _record(result: StepOutcome | Blocked, step: PlannedStep, run_id: str) -> StepRecord:
+    reasons = [r.text() for r in step.reasons]
+    if isinstance(result, Blocked):
+        return StepRecord(
+            run_id=run_id, asset=step.asset, status="blocked", error=result.reason, reasons=reasons
+        )
+    return StepRecord(
+        run_id=run_id,
+        asset=step.asset,
+        status=result.status,
+        attempts=result.attempts,
+        started_at=result.started_at,
+        finished_at=result.finished_at,
+        duration_s=(result.finished_at - result.started_at).total_seconds(),
+        snapshot_id=result.snapshot_id,
+        branch=None if result.status == "published" else result.branch,
+        rows=result.rows,
+        error=result.error,
+        reasons=reasons,
+        checks=[
+            CheckRecord(
+                name=c.name,
+                kind=c.kind,
+                severity=c.severity,
+                passed=c.passed,
+                failing_rows=c.failing_rows,
+                samples=c.samples,
+                error=c.error,
+            )
+            for c in result.checks
+        ],
+    )
+
+
+EventHook = Callable[[str, PlannedStep, StepOutcome | Blocked | None], None]
+
+
+def run_plan(
+    project: Project,
+    lh: Lakehouse,
+    store: StateStore,
+    plan: Plan,
+    *,
+    command: str,
+    selection: str,
+    on_event: EventHook | None = None,
+) -> RunSummary:
+    """Execute `plan` as one recorded run."""
+    run_id = new_run_id()
+    store.mark_abandoned()
+    store.start_run(run_id, command=command, selection=selection)
+    remember(project, lh)
+
+    def make_spec(step: PlannedStep, inputs: dict[str, int]) -> StepSpec:
+        return StepSpec(
+            project_root=str(project.root),
+            run_id=run_id,
+            asset=step.asset,
+            inputs=inputs,
+            branch=branch_name(run_id, AssetKey.parse(step.asset)),
+        )
+
+    def on_start(step: PlannedStep, spec: StepSpec) -> None:
+        store.record_step(
+            StepRecord(
+                run_id=run_id,
+                asset=step.asset,
+                status="running",
+                started_at=datetime.now(UTC),
+                branch=spec.branch,
+                reasons=[r.text() for r in step.reasons],
+            )
+        )
+        if on_event:
+            on_event("start", step, None)
+
+    def on_done(step: PlannedStep, result: StepOutcome | Blocked) -> None:
+        store.record_step(_record(result, step, run_id))
+        if on_event:
+            on_event("done", step, result)
+
+    status: Literal["succeeded", "failed", "interrupted"] = "interrupted"
+    try:
+        results = execute(
+            plan,
+            ThreadExecutor(project.config.executor.max_workers),
+            make_spec,
+            on_start=on_start,
+            on_done=on_done,
+        )
+        summary = RunSummary(run_id=run_id, plan=plan, results=results)
+        status = "succeeded" if summary.ok else "failed"
+        return summary
+    finally:
+        store.finish_run(run_id, status)

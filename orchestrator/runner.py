@@ -1,0 +1,219 @@
+"""Running one step: call the asset on its pinned inputs, then write-audit-publish the result.
+
+A step is plain data (`StepSpec`), so another process can pick it up, load the project by its
+root and run it. Errors in user code are labelled with the asset and keep the user's traceback
+text; they never escape as exceptions: the outcome says what happened.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+
+from lakehouse.audits import CheckResult
+from lakehouse.branches import Lakehouse, branch_snapshot_id, remove_branch
+from lakehouse.catalog import open_catalog
+from lakehouse.errors import PublishConflictError, SluiceError
+from lakehouse.locks import TableLocks
+from lakehouse.provenance import Provenance
+from lakehouse.reads import create_view
+from lakehouse.tables import load_table, split_identifier
+from lakehouse.wap import write_audit_publish
+from orchestrator.assets import Asset, AssetKey
+from orchestrator.context import AssetContext, to_reader
+from orchestrator.loader import Project, load_project
+
+OutcomeStatus = Literal["published", "audit_failed", "failed", "conflict"]
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """Everything needed to run one materialization, as plain picklable data."""
+
+    project_root: str
+    run_id: str
+    asset: str
+    inputs: dict[str, int]
+    branch: str
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    asset: str
+    status: OutcomeStatus
+    started_at: datetime
+    finished_at: datetime
+    attempts: int
+    branch: str
+    snapshot_id: int | None = None
+    rows: int | None = None
+    error: str | None = None
+    checks: tuple[CheckResult, ...] = field(default_factory=tuple)
+
+
+_cache_lock = threading.Lock()
+_projects: dict[str, Project] = {}
+_lakehouses: dict[str, Lakehouse] = {}
+
+
+def remember(project: Project, lh: Lakehouse) -> None:
+    """Let steps of this process reuse an already loaded project and catalog."""
+    with _cache_lock:
+        _projects[str(project.root)] = project
+        _lakehouses[str(project.root)] = lh
+
+
+def _resolve(root: str) -> tuple[Project, Lakehouse]:
+    with _cache_lock:
+        if root not in _projects:
+            project = load_project(Path(root))
+            _projects[root] = project
+            _lakehouses[root] = Lakehouse(
+                open_catalog(project.config.catalog), TableLocks(project.config.lock_dir)
+            )
+        return _projects[root], _lakehouses[root]
+
+
+def branch_name(run_id: str, key: AssetKey) -> str:
+    """Audit branch of one run and asset (unique: a run materializes an asset once)."""
+    return f"sluice-{run_id}-{key.name}"
+
+
+def _open_inputs(lh: Lakehouse, con: duckdb.DuckDBPyConnection, inputs: dict[str, int]) -> None:
+    """Create a view per upstream, by full and (when unambiguous) by short name."""
+    short_names = [split_identifier(k)[1] for k in inputs]
+    for key, snapshot_id in sorted(inputs.items()):
+        table = load_table(lh.catalog, key)
+        if table is None:
+            raise SluiceError(f"upstream table {key} does not exist", asset=key)
+        create_view(con, split_identifier(key), table, snapshot_id)
+        short = split_identifier(key)[1]
+        if short_names.count(short) == 1:
+            create_view(con, (short,), table, snapshot_id)
+
+
+def _compute(asset: Asset, graph_inputs: dict[str, AssetKey], ctx: AssetContext) -> Any:
+    if asset.kind == "sql":
+        assert asset.sql is not None
+        return ctx.con.sql(asset.sql)
+    assert asset.fn is not None
+    kwargs = {
+        param: ctx.con.sql(f"SELECT * FROM {_view(key)}") for param, key in graph_inputs.items()
+    }
+    args = [ctx] if _takes_context(asset) else []
+    return asset.fn(*args, **kwargs)
+
+
+def _view(key: AssetKey) -> str:
+    from lakehouse.reads import quote
+
+    return quote(key.layer, key.name)
+
+
+def _takes_context(asset: Asset) -> bool:
+    import inspect
+
+    assert asset.fn is not None
+    params = list(inspect.signature(asset.fn).parameters)
+    return bool(params) and params[0] in ("ctx", "context")
+
+
+def _user_error(asset: Asset, exc: BaseException) -> str:
+    """The user's traceback, labelled with the asset, without Sluice's own frames."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    user = [f for f in frames if asset.file and f.filename == asset.file] or frames[-1:]
+    where = f" at {user[-1].filename}:{user[-1].lineno}" if user else ""
+    return f"asset {asset.key} raised {type(exc).__name__}{where}: {exc}"
+
+
+def _attempt(project: Project, lh: Lakehouse, spec: StepSpec) -> StepOutcome:
+    key = AssetKey.parse(spec.asset)
+    asset = project.graph.assets[key]
+    started = datetime.now(UTC)
+    con = duckdb.connect()
+    try:
+        _open_inputs(lh, con, spec.inputs)
+        ctx = AssetContext(asset=key, run_id=spec.run_id, con=con)
+        try:
+            value = _compute(asset, project.graph.inputs(key), ctx)
+            reader = to_reader(value, key)
+        except SluiceError as exc:
+            if exc.file is None:
+                exc.file, exc.line = asset.file, asset.line
+            raise
+        except Exception as exc:
+            raise _UserCodeError(_user_error(asset, exc)) from exc
+        provenance = Provenance(
+            run_id=spec.run_id, code_version=asset.code_version, inputs=spec.inputs
+        )
+        result = write_audit_publish(
+            lh, spec.asset, reader, branch=spec.branch, provenance=provenance, checks=asset.checks
+        )
+    finally:
+        con.close()
+    return StepOutcome(
+        asset=spec.asset,
+        status=result.status,
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        attempts=1,
+        branch=spec.branch,
+        snapshot_id=result.snapshot_id,
+        rows=result.rows,
+        error=None
+        if result.status == "published"
+        else "audit failed: " + ", ".join(f"{c.name} ({c.failing_rows} rows)" for c in result.failed_checks),
+        checks=result.checks,
+    )
+
+
+class _UserCodeError(Exception):
+    """User code raised; the message already names the asset and location."""
+
+
+def run_step(spec: StepSpec) -> StepOutcome:
+    """Run one step with the asset's retry policy. Never raises for user or data problems."""
+    started = datetime.now(UTC)
+    project, lh = _resolve(spec.project_root)
+    asset = project.graph.assets[AssetKey.parse(spec.asset)]
+    error = ""
+    status: OutcomeStatus = "failed"
+    for attempt in range(1, asset.retry.attempts + 1):
+        try:
+            _discard_branch(lh, spec)
+            outcome = _attempt(project, lh, spec)
+            return StepOutcome(**{**outcome.__dict__, "attempts": attempt, "started_at": started})
+        except PublishConflictError as exc:
+            error, status = str(exc), "conflict"
+            break
+        except (SluiceError, _UserCodeError) as exc:
+            error = str(exc)
+        except Exception as exc:  # a bug or an environment problem: keep the traceback text
+            error = f"asset {spec.asset}: {type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+        if attempt < asset.retry.attempts:
+            delay = asset.retry.delay(attempt)
+            time.sleep(delay * (1 + random.uniform(-asset.retry.jitter, asset.retry.jitter)))
+    return StepOutcome(
+        asset=spec.asset,
+        status=status,
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        attempts=attempt,
+        branch=spec.branch,
+        error=error,
+    )
+
+
+def _discard_branch(lh: Lakehouse, spec: StepSpec) -> None:
+    """A retry rewrites its branch from scratch: drop what an earlier attempt left."""
+    table = load_table(lh.catalog, spec.asset)
+    if table is not None and branch_snapshot_id(table, spec.branch) is not None:
+        remove_branch(lh, spec.asset, spec.branch)

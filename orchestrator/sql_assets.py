@@ -1,0 +1,584 @@
+"""SQL assets: `assets/<layer>/<name>.sql` files turned into `Asset(kind="sql")`.
+
+A SQL asset is exactly one DuckDB query. Its upstreams are the tables it reads (found with
+sqlglot, CTE names and table functions excluded). Leading `-- key: value` comment lines
+configure it:
+
+    -- checks: not_null(order_id); unique(order_id); expression(amount >= 0)
+    -- tags: finance, daily
+    -- description: One row per order.
+    -- owners: data-eng
+    -- deps: bronze.fx_rates
+    -- retry: attempts=3, backoff_s=2
+    -- code_version: v2
+
+Other comment lines (`-- Note: ...`) are ordinary comments. The code version is a hash of the
+normalized query, so reformatting and comment edits never make the asset stale, and header
+edits (checks, tags, ...) never do either.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import dataclasses
+import hashlib
+import inspect
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, SqlglotError, TokenError
+from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
+from sqlglot.optimizer.scope import traverse_scope
+
+from lakehouse import audits
+from lakehouse.audits import Check
+from lakehouse.errors import SluiceError
+from orchestrator.assets import NAME_PATTERN, Asset, AssetKey, Retry, validate_name
+from orchestrator.errors import DefinitionError, SqlParseError
+
+DIALECT = "duckdb"
+
+CHECK_BUILDERS: dict[str, Callable[..., Check]] = {
+    "not_null": audits.not_null,
+    "unique": audits.unique,
+    "accepted_values": audits.accepted_values,
+    "row_count": audits.row_count,
+    "expression": audits.expression,
+    "relationships": audits.relationships,
+    "freshness": audits.freshness,
+    "sql": audits.sql,
+}
+"""Check names usable in a `-- checks:` header, mapped to their `lakehouse.audits` builder."""
+
+HEADER_KEYS = ("checks", "tags", "description", "owners", "deps", "retry", "code_version")
+
+_HEADER_LINE = re.compile(r"^--\s*([A-Za-z_][A-Za-z0-9_]*)\s*:(.*)$")
+_CHECK_CALL = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*\((.*)\)$", re.DOTALL)
+_TRAILING_SEVERITY = re.compile(r",\s*severity\s*=\s*(['\"])(\w*)\1\s*$")
+_LAYOUT = "<assets_dir>/<layer>/<name>.sql"
+
+
+@dataclass
+class _Header:
+    checks: list[Check] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    description: list[str] = field(default_factory=list)
+    owners: list[str] = field(default_factory=list)
+    deps: list[str] = field(default_factory=list)
+    retry: Retry | None = None
+    code_version: str | None = None
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Location for error messages: the file and a line in it."""
+
+    file: str
+    line: int | None
+    asset: str | None = None
+
+    def error(self, message: str) -> DefinitionError:
+        return DefinitionError(message, asset=self.asset, file=self.file, line=self.line)
+
+    def parse_error(self, message: str, line: int | None = None) -> SqlParseError:
+        at = self.line if line is None else line
+        return SqlParseError(message, asset=self.asset, file=self.file, line=at)
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------
+
+
+def load_sql_asset(path: Path, assets_dir: Path) -> Asset:
+    """Load `assets_dir/<layer>/<name>.sql` as a SQL asset.
+
+    Guarantees: `sql` is the file without its header lines and without a trailing `;` (it may
+    end in a line comment, so wrap it with a newline before a closing parenthesis); `deps` are
+    the tables the query reads, in order of appearance, then the header's `deps`; `line` is
+    the file line where the query starts. Raises `DefinitionError` (or its subclasses
+    `InvalidNameError`, `SqlParseError`) naming the file and, when known, the line.
+    """
+    file = str(path)
+    layer, name = _layer_and_name(path, assets_dir)
+    validate_name(layer, "layer", file=file)
+    validate_name(name, "asset name", file=file)
+    key = AssetKey(layer, name)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DefinitionError(f"cannot read SQL asset: {exc}", asset=str(key), file=file) from exc
+    if not text.strip():
+        raise DefinitionError(
+            "empty SQL file: expected one SELECT query", asset=str(key), file=file
+        )
+
+    lines = text.split("\n")  # only "\n" counts, as in sqlglot's line numbers
+    n_header = 0
+    while n_header < len(lines) and _is_header_line(lines[n_header]):
+        n_header += 1
+    first_line = n_header + 1
+    body = "\n".join(lines[n_header:])
+    if not body.strip():
+        raise DefinitionError(
+            "SQL file has only comments: expected one SELECT query", asset=str(key), file=file
+        )
+
+    header = _parse_header(lines[:n_header], file, str(key))
+    query = _parse_query(body, _Where(file, first_line, str(key)))
+    deps = list(dict.fromkeys(upstream_refs(query) + header.deps))
+    return Asset(
+        key=key,
+        kind="sql",
+        code_version=header.code_version or sql_code_version(query),
+        sql=_strip_terminator(body),
+        deps=tuple(deps),
+        checks=tuple(header.checks),
+        retry=header.retry or Retry(),
+        tags=frozenset(header.tags),
+        description="\n".join(header.description) or None,
+        owners=tuple(dict.fromkeys(header.owners)),
+        file=file,
+        line=first_line,
+    )
+
+
+def discover_sql_assets(assets_dir: Path) -> list[Asset]:
+    """Load every `*.sql` file under `assets_dir`, sorted by path.
+
+    SQL files must sit exactly at `<assets_dir>/<layer>/<name>.sql`; any other `.sql` file
+    raises `DefinitionError`. Files and folders whose name starts with `.` are skipped.
+    A missing `assets_dir` yields no assets.
+    """
+    if not assets_dir.is_dir():
+        return []
+    found: list[Asset] = []
+    for path in sorted(assets_dir.rglob("*.sql")):
+        relative = path.relative_to(assets_dir)
+        if any(part.startswith(".") for part in relative.parts) or not path.is_file():
+            continue
+        if len(relative.parts) != 2:
+            raise DefinitionError(
+                f"misplaced SQL file {relative.as_posix()}: SQL assets must live at {_LAYOUT}",
+                file=str(path),
+            )
+        found.append(load_sql_asset(path, assets_dir))
+    return found
+
+
+def upstream_refs(query: exp.Expr) -> list[str]:
+    """The tables `query` reads, as `layer.name` or `name`, deduplicated, in text order.
+
+    Excluded: CTE names, table functions (`read_parquet(...)`, `range(...)`) and file or URL
+    reads (`FROM 'data/x.parquet'`). A catalog part (`lake.silver.orders`) is dropped.
+    """
+    original = list(query.find_all(exp.Table, bfs=False))
+    normalized = normalize_identifiers(query.copy(), dialect=DIALECT)
+    normalized_tables = list(normalized.find_all(exp.Table, bfs=False))
+    cte_names = {cte.alias_or_name for cte in normalized.find_all(exp.CTE)}
+    in_scope, cte_refs = _scoped_tables(normalized)
+
+    ordered: list[tuple[int, int, str]] = []
+    for index, (table, twin) in enumerate(zip(original, normalized_tables, strict=True)):
+        if not isinstance(table.this, exp.Identifier):
+            continue  # a table function
+        if id(twin) in cte_refs:
+            continue
+        if id(twin) not in in_scope and not twin.db and twin.name in cte_names:
+            continue  # scope analysis missed it; a bare CTE name is never an upstream
+        if not NAME_PATTERN.match(table.name) or (table.db and not NAME_PATTERN.match(table.db)):
+            continue  # a file path or URL read by a DuckDB replacement scan
+        ref = f"{table.db}.{table.name}" if table.db else table.name
+        start = table.this.meta.get("start")
+        ordered.append((start if isinstance(start, int) else 1 << 62, index, ref))
+    return list(dict.fromkeys(ref for _, _, ref in sorted(ordered)))
+
+
+def sql_code_version(query: exp.Expr) -> str:
+    """sha256 (16 hex chars) of the query regenerated by sqlglot without comments.
+
+    Whitespace, keyword and identifier case, and comments do not change it.
+    """
+    normalized = normalize_identifiers(query.copy(), dialect=DIALECT)
+    text = normalized.sql(dialect=DIALECT, comments=False, normalize=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------
+# Layout and header
+# --------------------------------------------------------------------------------------------
+
+
+def _layer_and_name(path: Path, assets_dir: Path) -> tuple[str, str]:
+    try:
+        relative = path.relative_to(assets_dir)
+    except ValueError:
+        try:
+            relative = path.resolve().relative_to(assets_dir.resolve())
+        except ValueError:
+            raise DefinitionError(
+                f"SQL file is outside the assets folder {assets_dir}", file=str(path)
+            ) from None
+    if len(relative.parts) != 2 or path.suffix != ".sql":
+        raise DefinitionError(
+            f"misplaced SQL file {relative.as_posix()}: SQL assets must live at {_LAYOUT}",
+            file=str(path),
+        )
+    return path.parent.name, path.stem
+
+
+def _is_header_line(line: str) -> bool:
+    stripped = line.strip()
+    return not stripped or stripped.startswith("--")
+
+
+def _parse_header(lines: list[str], file: str, asset: str) -> _Header:
+    header = _Header()
+    for number, raw in enumerate(lines, start=1):
+        match = _HEADER_LINE.match(raw.strip())
+        if match is None:
+            continue
+        key, value = match.group(1).lower(), match.group(2).strip()
+        where = _Where(file, number, asset)
+        if key == "partitions":
+            raise where.error("date partitions for SQL assets are not supported yet")
+        if key == "checks":
+            header.checks.extend(_parse_check(call, where) for call in _split_calls(value, where))
+        elif key == "tags":
+            header.tags.extend(_split_list(value))
+        elif key == "owners":
+            header.owners.extend(_split_list(value))
+        elif key == "description":
+            if value:
+                header.description.append(value)
+        elif key == "deps":
+            header.deps.extend(_validate_ref(ref, where) for ref in _split_list(value))
+        elif key == "retry":
+            if header.retry is not None:
+                raise where.error("retry is given twice in the header")
+            header.retry = _parse_retry(value, where)
+        elif key == "code_version":
+            if header.code_version is not None:
+                raise where.error("code_version is given twice in the header")
+            if not value:
+                raise where.error("code_version is empty")
+            header.code_version = value
+    return header
+
+
+def _split_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _validate_ref(ref: str, where: _Where) -> str:
+    parts = ref.split(".")
+    if len(parts) > 2:
+        raise where.error(f"invalid upstream {ref!r} in deps: expected 'name' or 'layer.name'")
+    for part in parts:
+        validate_name(part, "upstream reference", file=where.file, line=where.line)
+    return ref
+
+
+def _parse_retry(value: str, where: _Where) -> Retry:
+    allowed = {f.name: f.type for f in dataclasses.fields(Retry)}
+    usage = f"expected e.g. 'retry: attempts=3, backoff_s=2' (keys: {', '.join(allowed)})"
+    try:
+        call = ast.parse(f"_({value})", mode="eval").body
+    except SyntaxError:
+        raise where.error(f"cannot read retry {value!r}: {usage}") from None
+    if not isinstance(call, ast.Call) or call.args or not call.keywords:
+        raise where.error(f"cannot read retry {value!r}: {usage}")
+    kwargs: dict[str, float | int] = {}
+    for keyword in call.keywords:
+        number = _number(keyword.value)
+        if keyword.arg not in allowed or number is None:
+            raise where.error(f"cannot read retry {value!r}: {usage}")
+        if keyword.arg == "attempts" and not isinstance(number, int):
+            raise where.error(f"retry attempts must be an integer, got {number!r}")
+        kwargs[keyword.arg] = number
+    try:
+        return Retry(**kwargs)  # type: ignore[arg-type]
+    except DefinitionError as exc:
+        raise where.error(f"bad retry {value!r}: {exc.message}") from None
+
+
+def _number(node: ast.expr) -> int | float | None:
+    sign = 1
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        sign = -1 if isinstance(node.op, ast.USub) else 1
+        node = node.operand
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+        return None if isinstance(node.value, bool) else sign * node.value
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Checks
+# --------------------------------------------------------------------------------------------
+
+
+def _known_checks() -> str:
+    return ", ".join(CHECK_BUILDERS)
+
+
+def _split_calls(value: str, where: _Where) -> Iterator[str]:
+    """Split `a(...); b(...)` on top-level semicolons (not inside quotes or brackets)."""
+    depth, quote, start = 0, "", 0
+    for i, char in enumerate(value):
+        if quote:
+            if char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == ";" and depth == 0:
+            if value[start:i].strip():
+                yield value[start:i].strip()
+            start = i + 1
+    if quote or depth != 0:
+        raise where.error(f"unbalanced quotes or parentheses in checks: {value!r}")
+    if value[start:].strip():
+        yield value[start:].strip()
+
+
+def _parse_check(text: str, where: _Where) -> Check:
+    match = _CHECK_CALL.match(text)
+    if match is None:
+        raise where.error(
+            f"cannot read check {text!r}: expected a call such as not_null(order_id); "
+            f"known checks: {_known_checks()}"
+        )
+    name, inner = match.group(1), match.group(2)
+    builder = CHECK_BUILDERS.get(name)
+    if builder is None:
+        raise where.error(f"unknown check {name!r}; known checks: {_known_checks()}")
+
+    args: list[Any]
+    kwargs: dict[str, Any]
+    if name == "expression":
+        args, kwargs = _raw_sql_argument(inner)
+    else:
+        try:
+            args, kwargs = _call_arguments(text, where)
+        except SyntaxError:
+            if name != "sql":
+                raise where.error(
+                    f"cannot read check {text!r}: arguments must be column names, dotted table "
+                    f"names, literals or lists; known checks: {_known_checks()}"
+                ) from None
+            args, kwargs = _raw_sql_argument(inner)
+
+    signature = inspect.signature(builder)
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise where.error(
+            f"bad arguments for check {text!r}: {exc}; expected {name}{_plain(signature)}"
+        ) from None
+    try:
+        return builder(*args, **kwargs)
+    except (SluiceError, TypeError, ValueError) as exc:
+        message = exc.message if isinstance(exc, SluiceError) else str(exc)
+        raise where.error(f"bad check {text!r}: {message}") from None
+
+
+def _plain(signature: inspect.Signature) -> inspect.Signature:
+    """`signature` without annotations, for error messages: `(col, values, *, severity='error')`."""
+    params = [p.replace(annotation=inspect.Parameter.empty) for p in signature.parameters.values()]
+    return signature.replace(parameters=params, return_annotation=inspect.Signature.empty)
+
+
+def _raw_sql_argument(inner: str) -> tuple[list[Any], dict[str, Any]]:
+    """The text between the parentheses, verbatim, minus a trailing `, severity='warn'`."""
+    kwargs: dict[str, Any] = {}
+    severity = _TRAILING_SEVERITY.search(inner)
+    if severity is not None:
+        kwargs["severity"] = severity.group(2)
+        inner = inner[: severity.start()]
+    text = inner.strip()
+    if len(text) >= 2 and text[0] == text[-1] == "'":
+        try:
+            literal = ast.literal_eval(text)
+        except (SyntaxError, ValueError):
+            literal = None
+        if isinstance(literal, str):
+            text = literal  # a Python-style quoted string: a SQL string is never a predicate
+    return [text], kwargs
+
+
+def _call_arguments(text: str, where: _Where) -> tuple[list[Any], dict[str, Any]]:
+    """Positional and keyword arguments of one check call; raises SyntaxError if not Python."""
+    call = ast.parse(text.strip(), mode="eval").body
+    if not isinstance(call, ast.Call):
+        raise SyntaxError(text)
+    args: list[Any] = []
+    for node in call.args:
+        if isinstance(node, ast.Starred):
+            raise where.error(f"cannot read check {text!r}: *arguments are not supported")
+        args.append(_value(node, text, where))
+    kwargs: dict[str, Any] = {}
+    for keyword in call.keywords:
+        if keyword.arg is None:
+            raise where.error(f"cannot read check {text!r}: **arguments are not supported")
+        kwargs[keyword.arg] = _value(keyword.value, text, where)
+    return args, kwargs
+
+
+def _value(node: ast.expr, text: str, where: _Where) -> Any:
+    """Bare names are column names, dotted names are table names; literals are themselves."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    number = _number(node)
+    if number is not None:
+        return number
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        parts: list[str] = []
+        current: ast.expr = node
+        while isinstance(current, ast.Attribute):
+            parts.append(current.attr)
+            current = current.value
+        if isinstance(current, ast.Name):
+            return ".".join([current.id, *reversed(parts)])
+    if isinstance(node, ast.List | ast.Tuple | ast.Set):
+        return [_value(item, text, where) for item in node.elts]
+    raise where.error(
+        f"cannot read check {text!r}: unsupported argument {ast.unparse(node)!r}; use column "
+        "names, dotted table names, literals or lists"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# SQL
+# --------------------------------------------------------------------------------------------
+
+
+def _parse_query(body: str, where: _Where) -> exp.Expr:
+    """The single query in `body`; positions in errors are lines of the file."""
+    assert where.line is not None
+    offset = where.line - 1
+    try:
+        parsed = sqlglot.parse(body, read=DIALECT)
+    except ParseError as exc:
+        raise _parse_error(exc, where, offset) from None
+    except TokenError:
+        line, column = _token_error_position(body)
+        raise where.parse_error(
+            "cannot parse SQL: unterminated string, quoted identifier or comment at line "
+            f"{line + offset}, column {column}",
+            line + offset,
+        ) from None
+    statements = [s for s in parsed if s is not None and not isinstance(s, exp.Semicolon)]
+    if not statements:
+        raise where.error("SQL file has only comments: expected one SELECT query")
+    if len(statements) > 1:
+        second = _second_statement_line(body)
+        raise where.parse_error(
+            f"a SQL asset must be exactly one query, found {len(statements)} statements",
+            None if second is None else second + offset,
+        )
+    query = statements[0]
+    if not isinstance(query, exp.Query | exp.Values):
+        kind = query.key.upper()
+        if isinstance(query, exp.Command):
+            kind = str(query.this).upper()
+        raise where.parse_error(
+            f"a SQL asset must be a query (SELECT ...); {kind} statements are not allowed, "
+            "Sluice writes the result to the asset's table itself"
+        )
+    return query
+
+
+def _parse_error(exc: ParseError, where: _Where, offset: int) -> SqlParseError:
+    if not exc.errors:
+        return where.parse_error(f"cannot parse SQL: {exc}")
+    first = exc.errors[0]
+    description = first.get("description") or "syntax error"
+    highlight = first.get("highlight") or ""
+    line, column = first.get("line"), first.get("col")
+    if not isinstance(line, int) or not isinstance(column, int):
+        return where.parse_error(f"cannot parse SQL: {description}")
+    if highlight and "\n" not in highlight:
+        column = max(1, column - len(highlight) + 1)  # sqlglot reports the token's last column
+    near = f" near {highlight!r}" if highlight else ""
+    return where.parse_error(
+        f"cannot parse SQL: {description}{near} at line {line + offset}, column {column}",
+        line + offset,
+    )
+
+
+def _token_error_position(body: str) -> tuple[int, int]:
+    """(line, column) of the first character the tokenizer could not turn into a token."""
+    tokenizer = sqlglot.Dialect.get_or_raise(DIALECT).tokenizer()
+    with contextlib.suppress(TokenError):
+        tokenizer.tokenize(body)
+    tokens = getattr(tokenizer, "tokens", [])
+    pos = tokens[-1].end + 1 if tokens else 0
+    while pos < len(body):
+        if body[pos].isspace():
+            pos += 1
+        elif body.startswith("--", pos) and "\n" in body[pos:]:
+            pos = body.index("\n", pos) + 1
+        elif body.startswith("/*", pos) and "*/" in body[pos + 2 :]:
+            pos = body.index("*/", pos + 2) + 2
+        else:
+            break
+    pos = min(pos, len(body))
+    line = body.count("\n", 0, pos) + 1
+    return line, pos - (body.rfind("\n", 0, pos) + 1) + 1
+
+
+def _second_statement_line(body: str) -> int | None:
+    try:
+        tokens = sqlglot.Dialect.get_or_raise(DIALECT).tokenize(body)
+    except TokenError:
+        return None
+    seen_statement = False
+    after_semicolon = False
+    for token in tokens:
+        if token.token_type == sqlglot.TokenType.SEMICOLON:
+            after_semicolon = seen_statement
+        elif after_semicolon:
+            return int(token.line)
+        else:
+            seen_statement = True
+    return None
+
+
+def _strip_terminator(body: str) -> str:
+    """`body` without a final `;` (and the comments after it), right-stripped."""
+    try:
+        tokens = sqlglot.Dialect.get_or_raise(DIALECT).tokenize(body)
+    except TokenError:
+        return body.rstrip()
+    end = len(body)
+    while tokens and tokens[-1].token_type == sqlglot.TokenType.SEMICOLON:
+        end = tokens[-1].start
+        tokens = tokens[:-1]
+    return body[:end].rstrip()
+
+
+def _scoped_tables(query: exp.Expr) -> tuple[set[int], set[int]]:
+    """ids of the tables scope analysis saw, and of those that reference a CTE."""
+    seen: set[int] = set()
+    cte_refs: set[int] = set()
+    try:
+        scopes = traverse_scope(query)
+    except (SqlglotError, RecursionError):
+        return seen, cte_refs
+    for scope in scopes:
+        for table in scope.tables:
+            seen.add(id(table))
+            if not table.db and table.name in scope.cte_sources:
+                cte_refs.add(id(table))
+    return seen, cte_refs

@@ -1,0 +1,113 @@
+"""The one staleness function, shared by the CLI and the scheduler. Pure: no I/O.
+
+An asset is stale when it was never published, its code version differs from the one its
+published snapshot records, or an upstream's published snapshot differs from the one it was
+built from. An asset downstream of one that this plan rebuilds is stale too, and its
+explanation follows the chain down to the root cause.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+ReasonKind = Literal[
+    "never_published", "code_changed", "upstream_changed", "upstream_stale", "upstreams_changed", "forced"
+]
+
+
+@dataclass(frozen=True)
+class PublishedState:
+    """What `main` holds for one asset, read from snapshot provenance."""
+
+    snapshot_id: int | None = None
+    code_version: str | None = None
+    inputs: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def published(self) -> bool:
+        return self.snapshot_id is not None and self.code_version is not None
+
+
+@dataclass(frozen=True)
+class Reason:
+    kind: ReasonKind
+    upstream: str | None = None
+    detail: str = ""
+
+    def text(self) -> str:
+        if self.kind == "never_published":
+            return "it was never published"
+        if self.kind == "code_changed":
+            return f"its code changed ({self.detail})" if self.detail else "its code changed"
+        if self.kind == "upstream_changed":
+            return f"{self.upstream} was republished since it was built ({self.detail})"
+        if self.kind == "upstream_stale":
+            return f"{self.upstream} changed"
+        if self.kind == "upstreams_changed":
+            return f"its upstream assets changed ({self.detail})"
+        return "--force was given"
+
+
+def stale_reasons(
+    order: Sequence[str],
+    upstreams: Mapping[str, Sequence[str]],
+    code_versions: Mapping[str, str],
+    published: Mapping[str, PublishedState],
+    *,
+    force: Collection[str] = (),
+) -> dict[str, tuple[Reason, ...]]:
+    """Reasons for every stale key of `order` (given in run order); fresh keys are absent.
+
+    `upstreams` must list every upstream of every key of `order`; `published` should hold the
+    state of those upstreams too (a missing one counts as never published).
+    """
+    stale: dict[str, tuple[Reason, ...]] = {}
+    for key in order:
+        state = published.get(key, PublishedState())
+        reasons: list[Reason] = []
+        if key in force:
+            reasons.append(Reason("forced"))
+        if not state.published:
+            reasons.append(Reason("never_published"))
+        else:
+            if state.code_version != code_versions[key]:
+                reasons.append(
+                    Reason("code_changed", detail=f"{state.code_version} -> {code_versions[key]}")
+                )
+            declared = set(upstreams.get(key, ()))
+            recorded = set(state.inputs)
+            if declared != recorded:
+                added, removed = sorted(declared - recorded), sorted(recorded - declared)
+                detail = ", ".join(
+                    [f"+{u}" for u in added] + [f"-{u}" for u in removed]
+                )
+                reasons.append(Reason("upstreams_changed", detail=detail))
+        for upstream in upstreams.get(key, ()):
+            if upstream in stale:
+                reasons.append(Reason("upstream_stale", upstream=upstream))
+            elif state.published and upstream in state.inputs:
+                now = published.get(upstream, PublishedState()).snapshot_id
+                built = state.inputs[upstream]
+                if now != built:
+                    reasons.append(
+                        Reason("upstream_changed", upstream=upstream, detail=f"{built} -> {now}")
+                    )
+        if reasons:
+            stale[key] = tuple(reasons)
+    return stale
+
+
+def explain(key: str, stale: Mapping[str, Sequence[Reason]]) -> str:
+    """`gold.revenue is stale because silver.orders changed, because its code changed`."""
+    parts: list[str] = []
+    current: str | None = key
+    seen: set[str] = set()
+    while current is not None and current in stale and current not in seen:
+        seen.add(current)
+        reasons = stale[current]
+        first = next((r for r in reasons if r.kind != "upstream_stale"), reasons[0])
+        parts.append(first.text())
+        current = first.upstream if first.kind == "upstream_stale" else None
+    return f"{key} is stale because " + ", because ".join(parts)
