@@ -182,6 +182,15 @@ def _pick(rng: random.Random, values: tuple[str, ...]) -> str:
     return values[int(rng.random() * len(values))]
 
 
+def _skewed(u: float, strength: float) -> float:
+    """Map a uniform draw in [0, 1) onto [0, 1), favouring small values (bestsellers, regulars).
+
+    Only multiplication and addition, which IEEE 754 rounds identically everywhere (unlike `**`,
+    whose last bit depends on the platform's libm), so the data is the same on every machine.
+    """
+    return u * (1.0 - strength + strength * u)
+
+
 def _micros(ts: datetime) -> int:
     return (ts - datetime(1970, 1, 1)) // timedelta(microseconds=1)
 
@@ -245,7 +254,7 @@ def customers(rows: int | None = None, seed: int = DEFAULT_SEED) -> pa.Table:
             email = email.lower()
         elif roll < 0.72:
             email = f" {email} "
-        country = COUNTRIES[int(len(COUNTRIES) * rng.random() ** 2)]
+        country = COUNTRIES[int(len(COUNTRIES) * _skewed(rng.random(), 1.0))]
         signup_day = SIGNUP_START + timedelta(days=int(rng.random() * SIGNUP_DAYS))
         signup = signup_day.isoformat() if rng.random() >= 0.005 else ""
         updated = datetime.combine(signup_day, datetime.min.time()) + timedelta(
@@ -342,15 +351,15 @@ def order_batch(
                     true_status = NEXT_STATUS[true_status]
                 order[:] = [len(order_no), true_status, count + 1]
                 for column in copied:
-                    column.append(column[last])  # type: ignore[attr-defined]
+                    column.append(column[last])
                 status.append(_noisy(true_status, draw()))
                 ingested_s.append(ingested_s[last] + 3_600 + int(draw() * 82_800))
                 continue
 
         placed = int((i + draw()) * window_s / rows)
-        customer: int | None = int(n_customers * draw() ** 1.6) + 1
-        product = int(PRODUCT_COUNT * draw() ** 1.4)
-        qty = 1 + int(4 * draw() ** 3)
+        customer: int | None = int(n_customers * _skewed(draw(), 1.0)) + 1
+        product = int(PRODUCT_COUNT * _skewed(draw(), 0.6))
+        qty = 1 + int(4 * _skewed(_skewed(draw(), 1.0), 1.0))
         discount = (0, 0, 0, 0, 0, 0, 0, 10, 10, 25)[int(draw() * 10)]
         true_status = _STATUS_BY_BOUND[bisect(_STATUS_BOUNDS, draw())]
         if draw() < LATE_RATE:
@@ -361,6 +370,8 @@ def order_batch(
         bad_ts = bad_amount = bad_customer = None
 
         roll = draw()
+        if i == 0:
+            roll = 1.0  # the feed's first record is always clean: a tiny feed still has an order
         if roll < _BAD_TS_BELOW:
             if draw() < 0.7:
                 bad_ts = _pick(rng, _BAD_TIMESTAMPS)
@@ -369,7 +380,8 @@ def order_batch(
         elif roll < _BAD_AMOUNT_BELOW:
             bad_amount = f"-{_cents(amount)}" if draw() < 0.5 else _pick(rng, _BAD_AMOUNTS)
         elif roll < _MISSING_CUSTOMER_BELOW:
-            customer, bad_customer = None, "" if draw() < 0.5 else None
+            customer = None  # null, or an empty string half of the time
+            bad_customer = "" if draw() < 0.5 else None
         elif roll < _UNKNOWN_CUSTOMER_BELOW:
             customer = n_customers + 1 + int(draw() * 1_000)
 
@@ -382,7 +394,7 @@ def order_batch(
         cents.append(amount)
         amount_defect.append(bad_amount)
         status.append(_noisy(true_status, draw()))
-        channel.append(CHANNELS[int(len(CHANNELS) * draw() ** 1.3)])
+        channel.append(CHANNELS[int(len(CHANNELS) * _skewed(draw(), 0.5))])
         placed_s.append(placed)
         iso.append(draw() < 0.15)  # the app client sends ISO-8601 UTC
         ts_defect.append(bad_ts)

@@ -70,7 +70,26 @@ def is_ancestor(table: Table, snapshot_id: int, of: int | None) -> bool:
     """Whether `snapshot_id` is `of` or one of its ancestors."""
     if of is None:
         return False
-    return any(s.snapshot_id == snapshot_id for s in ancestors_of(table.snapshot_by_id(of), table.metadata))
+    return any(
+        s.snapshot_id == snapshot_id for s in ancestors_of(table.snapshot_by_id(of), table.metadata)
+    )
+
+
+def _live_data_files(table: Table, snapshot_id: int) -> set[str]:
+    """Paths of every data file of a snapshot, empty files included (scans prune those)."""
+    snapshot = table.snapshot_by_id(snapshot_id)
+    if snapshot is None:
+        return set()
+    return {
+        entry.data_file.file_path
+        for manifest in snapshot.manifests(table.io)
+        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True)
+    }
+
+
+def _require_audit_branch(identifier: str, branch: str) -> None:
+    if branch == MAIN_BRANCH:
+        raise BranchError("main cannot be used as an audit branch", asset=identifier)
 
 
 def _retrying(lh: Lakehouse, identifier: str, step: Callable[[Table], T]) -> T:
@@ -107,11 +126,23 @@ def write_branch(
     One catalog commit: the branch never exists half-written. Returns the branch head.
     """
 
+    _require_audit_branch(identifier, branch)
+    wanted = set(paths)
+
+    def landed(table: Table, existing: int) -> bool:
+        """Whether `existing` is exactly this commit (file names are unique per write)."""
+        prov = snapshot_provenance(table, existing)
+        if prov is None or prov.to_properties() != properties:
+            return False
+        if not is_ancestor(table, base_snapshot_id, of=existing):
+            return False
+        files = _live_data_files(table, existing)
+        return files == wanted if replace else wanted <= files
+
     def step(table: Table) -> int:
         existing = branch_snapshot_id(table, branch)
         if existing is not None:
-            prov = snapshot_provenance(table, existing)
-            if prov is not None and prov.to_properties() == properties:
+            if landed(table, existing):
                 return existing  # an earlier attempt of this commit did land
             raise BranchError(f"branch {branch!r} of {identifier} already exists", asset=identifier)
         tx = table.transaction()
@@ -130,12 +161,17 @@ def write_branch(
     return _retrying(lh, identifier, step)
 
 
-def publish(lh: Lakehouse, identifier: str, *, branch: str, base_snapshot_id: int, head: int) -> None:
+def publish(
+    lh: Lakehouse, identifier: str, *, branch: str, base_snapshot_id: int, head: int
+) -> None:
     """Move `main` from `base_snapshot_id` to exactly `head`, and remove the branch.
 
     Idempotent: if `head` is already in `main`'s history the branch is just removed. If `main`
-    moved to something else, raises `PublishConflictError` and keeps the branch.
+    moved to something else, raises `PublishConflictError` and keeps the branch. Refuses (with
+    `BranchError`) a `head` that does not descend from `base_snapshot_id`: moving `main` there
+    would drop what `main` holds.
     """
+    _require_audit_branch(identifier, branch)
 
     def step(table: Table) -> None:
         current = main_snapshot_id(table)
@@ -147,6 +183,12 @@ def publish(lh: Lakehouse, identifier: str, *, branch: str, base_snapshot_id: in
             raise PublishConflictError(
                 f"main of {identifier} moved from {base_snapshot_id} to {current} while "
                 f"branch {branch!r} was being audited; the branch is kept and main is untouched",
+                asset=identifier,
+            )
+        if not is_ancestor(table, base_snapshot_id, of=head):
+            raise BranchError(
+                f"snapshot {head} of {identifier} does not descend from main's snapshot "
+                f"{base_snapshot_id}; refusing to publish it (main is untouched)",
                 asset=identifier,
             )
         table.manage_snapshots().set_current_snapshot(snapshot_id=head).remove_branch(
@@ -187,12 +229,19 @@ def list_branches(catalog: Catalog, prefix: str = "sluice-") -> list[BranchInfo]
         for name, ref in sorted(table.metadata.refs.items()):
             if ref.snapshot_ref_type == SnapshotRefType.BRANCH and name.startswith(prefix):
                 found.append(
-                    BranchInfo(identifier, name, ref.snapshot_id, snapshot_provenance(table, ref.snapshot_id))
+                    BranchInfo(
+                        identifier,
+                        name,
+                        ref.snapshot_id,
+                        snapshot_provenance(table, ref.snapshot_id),
+                    )
                 )
     return found
 
 
-def rollback(lh: Lakehouse, identifier: str, *, to_snapshot_id: int, expected_main: int | None) -> None:
+def rollback(
+    lh: Lakehouse, identifier: str, *, to_snapshot_id: int, expected_main: int | None
+) -> None:
     """Point `main` back at an earlier snapshot of its own history (compare-and-swap)."""
 
     def step(table: Table) -> None:

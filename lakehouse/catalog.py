@@ -34,5 +34,12 @@ def open_catalog(config: CatalogConfig) -> Catalog:
 
 
 def ensure_namespace(catalog: Catalog, namespace: str) -> None:
-    """Create `namespace` if it does not exist (idempotent, safe under concurrency)."""
-    catalog.create_namespace_if_not_exists(namespace)
+    """Create `namespace` if it does not exist (idempotent, safe under concurrency).
+
+    Two writers may race to create it; the loser's error is harmless once it exists.
+    """
+    try:
+        catalog.create_namespace_if_not_exists(namespace)
+    except Exception:
+        if not catalog.namespace_exists(namespace):
+            raise

@@ -46,7 +46,9 @@ def snapshot_select(con: duckdb.DuckDBPyConnection, table: Table, snapshot_id: i
     snapshot = table.snapshot_by_id(snapshot_id)
     schema_id = snapshot.schema_id if snapshot is not None else None
     schemas = table.schemas()
-    iceberg_schema = schemas.get(schema_id, table.schema()) if schema_id is not None else table.schema()
+    iceberg_schema = (
+        schemas.get(schema_id, table.schema()) if schema_id is not None else table.schema()
+    )
     arrow_schema = schema_to_pyarrow(iceberg_schema, include_field_ids=False)
     files = snapshot_files(table, snapshot_id)
     if not files:
@@ -85,4 +87,6 @@ def create_view(
     """Create (or replace) view `view` (optionally schema-qualified) over one snapshot."""
     if len(view) == 2:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(view[0])}")
-    con.execute(f"CREATE OR REPLACE VIEW {quote(*view)} AS {snapshot_select(con, table, snapshot_id)}")
+    con.execute(
+        f"CREATE OR REPLACE VIEW {quote(*view)} AS {snapshot_select(con, table, snapshot_id)}"
+    )

@@ -67,9 +67,7 @@ def _storable(dtype: pa.DataType, column: str) -> pa.DataType:
     if t.is_list(dtype) or t.is_large_list(dtype) or t.is_fixed_size_list(dtype):
         return pa.list_(_storable_field(dtype.value_field, column))
     if t.is_map(dtype):
-        return pa.map_(
-            _storable(dtype.key_type, column), _storable_field(dtype.item_field, column)
-        )
+        return pa.map_(_storable(dtype.key_type, column), _storable_field(dtype.item_field, column))
     if t.is_struct(dtype):
         return pa.struct([_storable_field(dtype.field(i), column) for i in range(dtype.num_fields)])
     if t.is_duration(dtype) or t.is_interval(dtype):
@@ -129,6 +127,13 @@ def plan_evolution(identifier: str, current: Table, new: pa.Schema) -> bool:
             problems.append(f"{old_field.name}: {old_field.field_type} -> {new_field.field_type}")
             continue
         changes = True
+    old_names = {f.name for f in current.schema().fields}
+    for field in new:
+        if field.name not in old_names and not field.nullable:
+            # Rows already in the table have no value for it: Iceberg cannot add it as required.
+            problems.append(
+                f"{field.name}: new column is required (non-nullable); make it nullable"
+            )
     if problems:
         raise SchemaChangeError(
             f"incompatible schema change: {'; '.join(problems)} "
@@ -154,7 +159,9 @@ def ensure_table(catalog: Catalog, identifier: str, schema: pa.Schema) -> Table:
             table = catalog.load_table(identifier)
     if table.metadata.current_snapshot_id is None:
         with table.transaction() as tx:
-            tx.update_snapshot(snapshot_properties={INITIAL_PROPERTY: "true"}).fast_append().commit()
+            tx.update_snapshot(
+                snapshot_properties={INITIAL_PROPERTY: "true"}
+            ).fast_append().commit()
         table = catalog.load_table(identifier)
     if plan_evolution(identifier, table, schema):
         with table.update_schema() as update:

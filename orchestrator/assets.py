@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import inspect
+import math
 import re
 import textwrap
 from collections.abc import Callable, Iterable, Sequence
@@ -74,7 +75,11 @@ class Retry:
 
     def delay(self, attempt: int) -> float:
         """Delay before attempt number `attempt + 1` (attempt counts from 1), without jitter."""
-        return float(min(self.max_backoff_s, self.backoff_s * (2 ** (attempt - 1))))
+        try:  # ldexp: backoff * 2**(attempt - 1), exact, without converting a huge int to float
+            uncapped = math.ldexp(self.backoff_s, attempt - 1)
+        except OverflowError:
+            return float(self.max_backoff_s)
+        return float(min(self.max_backoff_s, uncapped))
 
 
 @dataclass(frozen=True)

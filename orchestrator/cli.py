@@ -25,11 +25,15 @@ def _parser() -> argparse.ArgumentParser:
         prog="sluice",
         description="Asset orchestration for an Iceberg lakehouse: every publish is audited.",
     )
-    parser.add_argument("--project", type=Path, default=Path("."), help="project folder (default: .)")
+    parser.add_argument(
+        "--project", type=Path, default=Path("."), help="project folder (default: .)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("plan", help="what would run, and why")
-    p.add_argument("select", nargs="*", help="selection: name, layer.name, +name, name+, layer:X, tag:X, *")
+    p.add_argument(
+        "select", nargs="*", help="selection: name, layer.name, +name, name+, layer:X, tag:X, *"
+    )
     p.add_argument("--force", action="store_true", help="plan fresh assets too")
 
     p = sub.add_parser("materialize", help="build the stale assets of the selection through WAP")
@@ -59,7 +63,9 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("rollback", help="point main back at an earlier published snapshot")
     p.add_argument("asset")
-    p.add_argument("--to", type=int, dest="to_snapshot", help="snapshot id (default: the previous one)")
+    p.add_argument(
+        "--to", type=int, dest="to_snapshot", help="snapshot id (default: the previous one)"
+    )
     p.add_argument("--downstream", action="store_true", help="roll back downstream assets to match")
 
     p = sub.add_parser("init", help="write a small working project")
@@ -101,7 +107,9 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         from orchestrator.scaffold import init_project
 
         written = init_project(args.dir)
-        console.print(f"created {len(written)} files in {args.dir}; next: cd {args.dir} && sluice materialize")
+        console.print(
+            f"created {len(written)} files in {args.dir}; next: cd {args.dir} && sluice materialize"
+        )
         return EXIT_OK
     from orchestrator.loader import load_project
 
@@ -152,6 +160,8 @@ def _cmd_materialize(project: Project, args: argparse.Namespace, console: Consol
             on_event=reporter.event,
         )
     print_summary(console, summary)
+    if summary.definition_error:
+        return EXIT_USAGE
     return EXIT_OK if summary.ok else EXIT_FAILED
 
 
@@ -159,7 +169,9 @@ def _cmd_status(project: Project, args: argparse.Namespace, console: Console) ->
     from orchestrator.report import print_status
     from orchestrator.status import asset_statuses
 
-    print_status(console, asset_statuses(project, _lakehouse(project), _store(project), args.select))
+    print_status(
+        console, asset_statuses(project, _lakehouse(project), _store(project), args.select)
+    )
     return EXIT_OK
 
 

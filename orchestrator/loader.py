@@ -9,6 +9,8 @@ project's `assets` modules. An exception raised while importing user code become
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
+import importlib.util
 import sys
 import traceback
 from dataclasses import dataclass
@@ -34,13 +36,35 @@ class Project:
     graph: AssetGraph
 
 
-def _forget_previous_project(root: Path) -> None:
+def _install_package(assets_dir: Path) -> None:
+    """Make `assets` this project's package, whatever else is on `sys.path`.
+
+    Bound to `assets_dir` explicitly, so another `assets` package earlier on the path (or a
+    previously loaded project) can never shadow it.
+    """
     loaded = sys.modules.get(PACKAGE)
-    origin = getattr(loaded, "__path__", None)
-    if loaded is not None and (origin is None or str(root / ASSETS_DIR) not in list(origin)):
-        for name in [n for n in sys.modules if n == PACKAGE or n.startswith(PACKAGE + ".")]:
-            del sys.modules[name]
+    if loaded is not None and list(getattr(loaded, "__path__", [])) == [str(assets_dir)]:
+        return
+    for name in [n for n in sys.modules if n == PACKAGE or n.startswith(PACKAGE + ".")]:
+        del sys.modules[name]
     importlib.invalidate_caches()
+    init = assets_dir / "__init__.py"
+    if init.exists():
+        spec = importlib.util.spec_from_file_location(
+            PACKAGE, init, submodule_search_locations=[str(assets_dir)]
+        )
+    else:
+        spec = importlib.machinery.ModuleSpec(PACKAGE, None, is_package=True)
+        spec.submodule_search_locations = [str(assets_dir)]
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[PACKAGE] = module
+    if spec.loader is not None:
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            del sys.modules[PACKAGE]
+            raise _import_error(exc, init) from exc
 
 
 def _module_name(path: Path, root: Path) -> str:
@@ -55,7 +79,11 @@ def _import_error(exc: BaseException, path: Path) -> DefinitionError:
         return DefinitionError(
             f"syntax error: {exc.msg}", file=exc.filename or str(path), line=exc.lineno
         )
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(str(path.parent))]
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if f.filename.startswith(str(path.parent))
+    ]
     frame = frames[-1] if frames else None
     return DefinitionError(
         f"importing {path.name} failed: {type(exc).__name__}: {exc}",
@@ -67,12 +95,16 @@ def _import_error(exc: BaseException, path: Path) -> DefinitionError:
 def discover_python_assets(root: Path) -> list[Asset]:
     """Import every module under `root/assets` and collect the `Asset` objects they define."""
     assets_dir = root / ASSETS_DIR
-    _forget_previous_project(root)
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
+    _install_package(assets_dir)
     found: dict[int, Asset] = {}
     for path in sorted(assets_dir.rglob("*.py")):
-        if "__pycache__" in path.parts or any(p.startswith(".") for p in path.relative_to(root).parts):
+        if path == assets_dir / "__init__.py":
+            continue
+        if "__pycache__" in path.parts or any(
+            p.startswith(".") for p in path.relative_to(root).parts
+        ):
             continue
         name = _module_name(path, root)
         try:

@@ -51,6 +51,11 @@ class RunSummary:
     results: dict[str, StepOutcome | Blocked]
 
     @property
+    def definition_error(self) -> bool:
+        """A step failed because of how its asset is defined (exit code 2, like a bad graph)."""
+        return any(isinstance(r, StepOutcome) and r.definition_error for r in self.results.values())
+
+    @property
     def ok(self) -> bool:
         return all(
             isinstance(r, StepOutcome) and r.status == "published" for r in self.results.values()

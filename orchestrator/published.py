@@ -11,7 +11,7 @@ from orchestrator.staleness import PublishedState
 
 
 def read_published(lh: Lakehouse, keys: Iterable[str]) -> dict[str, PublishedState]:
-    """Published state per asset key; a missing table or a never-published one has no code version."""
+    """Published state per asset key; a missing or never-published table has no code version."""
     states: dict[str, PublishedState] = {}
     for key in keys:
         table = load_table(lh.catalog, key)

@@ -83,7 +83,7 @@ def outcome_line(step: PlannedStep, result: StepOutcome | Blocked) -> str:
     if result.status == "audit_failed":
         return (
             f"[red]audit failed[/] {step.asset}: main untouched; branch {result.branch} kept "
-            f"(sluice query \"SELECT * FROM {step.asset}\" --ref {result.branch})"
+            f'(sluice query "SELECT * FROM {step.asset}" --ref {result.branch})'
         )
     return f"[red]{result.status}[/] {step.asset}: {result.error}"
 
@@ -113,7 +113,10 @@ class RunReporter:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         if self.progress is not None:
             self.progress.stop()
@@ -139,7 +142,9 @@ def print_summary(console: Console, summary: RunSummary) -> None:
         counts[status] = counts.get(status, 0) + 1
     parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     verdict = "[green]ok[/]" if summary.ok else "[red]FAILED[/]"
-    console.print(f"run {summary.run_id}: {verdict} ({parts}); details: sluice run {summary.run_id}")
+    console.print(
+        f"run {summary.run_id}: {verdict} ({parts}); details: sluice run {summary.run_id}"
+    )
 
 
 def print_status(console: Console, statuses: Sequence[AssetStatus]) -> None:
@@ -184,12 +189,16 @@ def print_runs(console: Console, runs: Sequence[RunRecord]) -> None:
 
 
 def print_run(console: Console, run: RunRecord, steps: Sequence[StepRecord]) -> None:
-    console.print(f"run {run.run_id} ({run.command} {run.selection}): [{_style(run.status)}]{run.status}[/]")
+    console.print(
+        f"run {run.run_id} ({run.command} {run.selection}): [{_style(run.status)}]{run.status}[/]"
+    )
     for step in steps:
         took = f"{step.duration_s:.2f}s" if step.duration_s is not None else "-"
         rows = f", {step.rows} rows" if step.rows is not None else ""
         attempts = f", {step.attempts} attempts" if step.attempts > 1 else ""
-        console.print(f"  [{_style(step.status)}]{step.status:<12}[/] {step.asset} {took}{rows}{attempts}")
+        console.print(
+            f"  [{_style(step.status)}]{step.status:<12}[/] {step.asset} {took}{rows}{attempts}"
+        )
         if step.reasons:
             console.print(f"      why: {'; '.join(step.reasons)}", markup=False)
         if step.branch and step.status != "published":
@@ -226,7 +235,8 @@ def print_branches(console: Console, branches: Sequence[BranchInfo]) -> None:
         run_id = info.provenance.run_id if info.provenance else "-"
         table.add_row(info.identifier, info.branch, str(info.snapshot_id), run_id)
     console.print(table)
-    console.print("inspect: sluice query \"SELECT * FROM <table>\" --ref <branch>; remove: sluice branches --prune")
+    console.print('inspect: sluice query "SELECT * FROM <table>" --ref <branch>')
+    console.print("remove:  sluice branches --prune")
 
 
 def print_lineage(

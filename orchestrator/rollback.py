@@ -49,11 +49,14 @@ def rollback_asset(
     history = _published_history(table)
     if to is None:
         if len(history) < 2:
-            raise SluiceError(f"{key} has no earlier published snapshot to roll back to", asset=str(key))
+            raise SluiceError(
+                f"{key} has no earlier published snapshot to roll back to", asset=str(key)
+            )
         to = history[1][0]
     elif to not in {s for s, _ in history}:
         raise SluiceError(
-            f"snapshot {to} is not a published snapshot in the history of {key}'s main", asset=str(key)
+            f"snapshot {to} is not a published snapshot in the history of {key}'s main",
+            asset=str(key),
         )
     rollback(lh, str(key), to_snapshot_id=to, expected_main=current)
     steps = [RollbackStep(str(key), current, to)]
@@ -74,7 +77,9 @@ def rollback_asset(
         )
         child_main = main_snapshot_id(child_table)
         if match is None:
-            steps.append(RollbackStep(ident, child_main, None, "no snapshot built from those inputs"))
+            steps.append(
+                RollbackStep(ident, child_main, None, "no snapshot built from those inputs")
+            )
             continue
         if match != child_main:
             rollback(lh, ident, to_snapshot_id=match, expected_main=child_main)

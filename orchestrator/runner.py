@@ -7,11 +7,12 @@ text; they never escape as exceptions: the outcome says what happened.
 
 from __future__ import annotations
 
+import inspect
 import random
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -21,16 +22,28 @@ import duckdb
 from lakehouse.audits import CheckResult
 from lakehouse.branches import Lakehouse, branch_snapshot_id, remove_branch
 from lakehouse.catalog import open_catalog
-from lakehouse.errors import PublishConflictError, SluiceError
+from lakehouse.errors import (
+    PublishConflictError,
+    SchemaChangeError,
+    SluiceError,
+    UnsupportedTypeError,
+)
 from lakehouse.locks import TableLocks
 from lakehouse.provenance import Provenance
-from lakehouse.reads import create_view
+from lakehouse.reads import create_view, quote
 from lakehouse.tables import load_table, split_identifier
 from lakehouse.wap import write_audit_publish
 from orchestrator.assets import Asset, AssetKey
 from orchestrator.context import AssetContext, to_reader
+from orchestrator.errors import DefinitionError, UnsupportedReturnTypeError
 from orchestrator.loader import Project, load_project
 
+DEFINITION_ERRORS = (
+    DefinitionError,
+    UnsupportedReturnTypeError,
+    SchemaChangeError,
+    UnsupportedTypeError,
+)
 OutcomeStatus = Literal["published", "audit_failed", "failed", "conflict"]
 
 
@@ -57,6 +70,8 @@ class StepOutcome:
     rows: int | None = None
     error: str | None = None
     checks: tuple[CheckResult, ...] = field(default_factory=tuple)
+    definition_error: bool = False
+    """True when the failure is the asset's definition (return type, schema), not the run."""
 
 
 _cache_lock = threading.Lock()
@@ -106,21 +121,14 @@ def _compute(asset: Asset, graph_inputs: dict[str, AssetKey], ctx: AssetContext)
         return ctx.con.sql(asset.sql)
     assert asset.fn is not None
     kwargs = {
-        param: ctx.con.sql(f"SELECT * FROM {_view(key)}") for param, key in graph_inputs.items()
+        param: ctx.con.sql(f"SELECT * FROM {quote(key.layer, key.name)}")
+        for param, key in graph_inputs.items()
     }
     args = [ctx] if _takes_context(asset) else []
     return asset.fn(*args, **kwargs)
 
 
-def _view(key: AssetKey) -> str:
-    from lakehouse.reads import quote
-
-    return quote(key.layer, key.name)
-
-
 def _takes_context(asset: Asset) -> bool:
-    import inspect
-
     assert asset.fn is not None
     params = list(inspect.signature(asset.fn).parameters)
     return bool(params) and params[0] in ("ctx", "context")
@@ -170,7 +178,8 @@ def _attempt(project: Project, lh: Lakehouse, spec: StepSpec) -> StepOutcome:
         rows=result.rows,
         error=None
         if result.status == "published"
-        else "audit failed: " + ", ".join(f"{c.name} ({c.failing_rows} rows)" for c in result.failed_checks),
+        else "audit failed: "
+        + ", ".join(f"{c.name} ({c.failing_rows} rows)" for c in result.failed_checks),
         checks=result.checks,
     )
 
@@ -186,13 +195,17 @@ def run_step(spec: StepSpec) -> StepOutcome:
     asset = project.graph.assets[AssetKey.parse(spec.asset)]
     error = ""
     status: OutcomeStatus = "failed"
+    definition_error = False
     for attempt in range(1, asset.retry.attempts + 1):
         try:
             _discard_branch(lh, spec)
             outcome = _attempt(project, lh, spec)
-            return StepOutcome(**{**outcome.__dict__, "attempts": attempt, "started_at": started})
+            return replace(outcome, attempts=attempt, started_at=started)
         except PublishConflictError as exc:
             error, status = str(exc), "conflict"
+            break
+        except DEFINITION_ERRORS as exc:
+            error, definition_error = str(exc), True
             break
         except (SluiceError, _UserCodeError) as exc:
             error = str(exc)
@@ -209,6 +222,7 @@ def run_step(spec: StepSpec) -> StepOutcome:
         attempts=attempt,
         branch=spec.branch,
         error=error,
+        definition_error=definition_error,
     )
 
 

@@ -24,7 +24,7 @@ kind = "threads"
 max_workers = 4
 """,
     ".gitignore": "catalog/\n__pycache__/\n",
-    "assets/__init__.py": '"""Assets of this project: every module here is imported by Sluice."""\n',
+    "assets/__init__.py": '"""Assets of this project: Sluice imports every module here."""\n',
     "assets/bronze/__init__.py": "",
     "assets/bronze/raw_events.py": '''\
 """Bronze: raw events as a source would deliver them."""
