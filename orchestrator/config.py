@@ -83,7 +83,9 @@ def load_config(root: Path) -> ProjectConfig:
         try:
             raw = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
-            line = getattr(exc, "lineno", None)
+            line = getattr(exc, "lineno", None)  # Python 3.14+; before, only in the message
+            if line is None and (found := re.search(r"at line (\d+)", str(exc))):
+                line = int(found.group(1))
             raise ConfigError(f"invalid TOML: {exc}", file=str(path), line=line) from exc
     try:
         parsed = _ConfigFile.model_validate(raw)

@@ -8,6 +8,7 @@ short name (`raw_orders`).
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,10 +62,12 @@ def to_reader(value: Any, asset: AssetKey) -> pa.RecordBatchReader:
         return pa.Table.from_batches([value]).to_reader()
     if isinstance(value, duckdb.DuckDBPyRelation):
         return value.to_arrow_reader(BATCH_ROWS)
-    module = type(value).__module__.split(".")[0]
-    if module == "pandas":
+    # Only DataFrames: a Series or a polars LazyFrame is an unsupported type, not a user error.
+    # Neither library is imported here; if `value` is one of theirs, it is already loaded.
+    pandas, polars = sys.modules.get("pandas"), sys.modules.get("polars")
+    if pandas is not None and isinstance(value, pandas.DataFrame):
         return pa.Table.from_pandas(value, preserve_index=False).to_reader()
-    if module == "polars":
+    if polars is not None and isinstance(value, polars.DataFrame):
         return value.to_arrow().to_reader()
     raise UnsupportedReturnTypeError(
         f"asset {asset} returned {type(value).__module__}.{type(value).__qualname__}; return a "

@@ -37,14 +37,12 @@ class Project:
 
 
 def _install_package(assets_dir: Path) -> None:
-    """Make `assets` this project's package, whatever else is on `sys.path`.
+    """Make `assets` this project's package, freshly imported, whatever else is on `sys.path`.
 
     Bound to `assets_dir` explicitly, so another `assets` package earlier on the path (or a
-    previously loaded project) can never shadow it.
+    previously loaded project) can never shadow it; every load re-imports, so a long-lived
+    process (tests, the scheduler) always sees the code as it is on disk now.
     """
-    loaded = sys.modules.get(PACKAGE)
-    if loaded is not None and list(getattr(loaded, "__path__", [])) == [str(assets_dir)]:
-        return
     for name in [n for n in sys.modules if n == PACKAGE or n.startswith(PACKAGE + ".")]:
         del sys.modules[name]
     importlib.invalidate_caches()

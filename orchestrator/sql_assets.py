@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, SqlglotError, TokenError
@@ -478,6 +479,7 @@ def _parse_query(body: str, where: _Where) -> exp.Expr:
             f"{line + offset}, column {column}",
             line + offset,
         ) from None
+    _check_duckdb_parses(body, where, offset)
     statements = [s for s in parsed if s is not None and not isinstance(s, exp.Semicolon)]
     if not statements:
         raise where.error("SQL file has only comments: expected one SELECT query")
@@ -497,6 +499,20 @@ def _parse_query(body: str, where: _Where) -> exp.Expr:
             "Sluice writes the result to the asset's table itself"
         )
     return query
+
+
+def _check_duckdb_parses(body: str, where: _Where, offset: int) -> None:
+    """DuckDB runs the SQL, so SQL that sqlglot accepts but DuckDB's parser rejects is an error
+    at load time too, not a failure in the middle of a run."""
+    try:
+        duckdb.extract_statements(body)
+    except duckdb.ParserException as exc:
+        text = str(exc)
+        found = re.search(r"LINE (\d+):", text)
+        line = int(found.group(1)) + offset if found else None
+        message = text.splitlines()[0].removeprefix("Parser Error: ")
+        at = f" at line {line}" if line is not None else ""
+        raise where.parse_error(f"cannot parse SQL: {message}{at}", line) from None
 
 
 def _parse_error(exc: ParseError, where: _Where, offset: int) -> SqlParseError:

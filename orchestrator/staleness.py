@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 ReasonKind = Literal[
-    "never_published", "code_changed", "upstream_changed", "upstream_stale", "upstreams_changed", "forced"
+    "never_published",
+    "code_changed",
+    "upstream_changed",
+    "upstream_stale",
+    "upstreams_changed",
+    "forced",
 ]
 
 
@@ -36,13 +41,16 @@ class Reason:
     upstream: str | None = None
     detail: str = ""
 
-    def text(self) -> str:
+    def text(self, *, versions: bool = True) -> str:
+        """One reason in words; `versions=False` leaves out code versions and snapshot ids."""
         if self.kind == "never_published":
             return "it was never published"
         if self.kind == "code_changed":
-            return f"its code changed ({self.detail})" if self.detail else "its code changed"
+            changed = "its code changed"
+            return f"{changed} ({self.detail})" if self.detail and versions else changed
         if self.kind == "upstream_changed":
-            return f"{self.upstream} was republished since it was built ({self.detail})"
+            changed = f"{self.upstream} was republished since it was built"
+            return f"{changed} ({self.detail})" if versions else changed
         if self.kind == "upstream_stale":
             return f"{self.upstream} changed"
         if self.kind == "upstreams_changed":
@@ -80,9 +88,7 @@ def stale_reasons(
             recorded = set(state.inputs)
             if declared != recorded:
                 added, removed = sorted(declared - recorded), sorted(recorded - declared)
-                detail = ", ".join(
-                    [f"+{u}" for u in added] + [f"-{u}" for u in removed]
-                )
+                detail = ", ".join([f"+{u}" for u in added] + [f"-{u}" for u in removed])
                 reasons.append(Reason("upstreams_changed", detail=detail))
         for upstream in upstreams.get(key, ()):
             if upstream in stale:
@@ -100,7 +106,10 @@ def stale_reasons(
 
 
 def explain(key: str, stale: Mapping[str, Sequence[Reason]]) -> str:
-    """`gold.revenue is stale because silver.orders changed, because its code changed`."""
+    """`gold.revenue is stale because silver.orders changed, because its code changed`.
+
+    Words only: the versions and snapshot ids are in each reason's own `text()`.
+    """
     parts: list[str] = []
     current: str | None = key
     seen: set[str] = set()
@@ -108,6 +117,6 @@ def explain(key: str, stale: Mapping[str, Sequence[Reason]]) -> str:
         seen.add(current)
         reasons = stale[current]
         first = next((r for r in reasons if r.kind != "upstream_stale"), reasons[0])
-        parts.append(first.text())
+        parts.append(first.text(versions=False))
         current = first.upstream if first.kind == "upstream_stale" else None
     return f"{key} is stale because " + ", because ".join(parts)

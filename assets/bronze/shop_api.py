@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from assets import source
-from orchestrator import Retry, asset, checks
+from orchestrator import AssetContext, Retry, asset, checks
 
 OWNERS = ["data-platform@example.com"]
 
@@ -21,7 +21,7 @@ OWNERS = ["data-platform@example.com"]
     tags=["source", "orders"],
     owners=OWNERS,
 )
-def raw_orders(ctx) -> pa.RecordBatchReader:
+def raw_orders(ctx: AssetContext) -> pa.RecordBatchReader:
     """Order records as delivered by the shop API: strings, redeliveries and defects included.
 
     Streamed in Arrow record batches, so the feed never has to fit in memory.
@@ -42,7 +42,7 @@ def raw_orders(ctx) -> pa.RecordBatchReader:
     tags=["source", "customers", "pii"],
     owners=OWNERS,
 )
-def raw_customers(ctx) -> pa.Table:
+def raw_customers(ctx: AssetContext) -> pa.Table:
     """The customer extract, one record per customer version; contains PII (names, e-mail)."""
     table = source.customers(source.example_rows())
     ctx.log.info("extracted %d customer records", table.num_rows)
@@ -60,6 +60,6 @@ def raw_customers(ctx) -> pa.Table:
     tags=["source", "products"],
     owners=OWNERS,
 )
-def raw_products(ctx) -> pa.Table:
+def raw_products(ctx: AssetContext) -> pa.Table:
     """The product catalogue as exported by the shop: ids, names, categories, prices as text."""
     return source.products()

@@ -6,8 +6,9 @@ WITH bounds AS (
     FROM silver.orders
 ),
 days AS (
-    SELECT CAST(r.d AS DATE) AS calendar_date
-    FROM bounds, range(bounds.first_day, bounds.last_day + 1, INTERVAL 1 DAY) AS r(d)
+    SELECT CAST(unnest(generate_series(first_day, last_day, INTERVAL 1 DAY)) AS DATE)
+        AS calendar_date
+    FROM bounds
 )
 SELECT
     CAST(year(calendar_date) * 10000 + month(calendar_date) * 100 + day(calendar_date) AS INTEGER)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import duckdb
 
-from orchestrator import asset, checks
+from orchestrator import AssetContext, asset, checks
 
 COUNTRIES = ["AT", "BE", "DE", "DK", "ES", "FR", "IT", "NL", "PL", "SE"]
 
@@ -60,6 +60,6 @@ ORDER BY customer_id
     ],
     tags=["customers", "pii-masked"],
 )
-def customers(ctx, raw_customers: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
+def customers(ctx: AssetContext, raw_customers: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
     """One row per customer, latest version wins; e-mail hashed and masked, names dropped."""
     return ctx.sql(CUSTOMERS_SQL)

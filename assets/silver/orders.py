@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import duckdb
 
-from orchestrator import asset, checks
+from orchestrator import AssetContext, asset, checks
 
 STATUSES = ["placed", "paid", "shipped", "delivered", "cancelled", "returned"]
 REJECT_REASONS = [
@@ -104,7 +104,7 @@ ORDER BY ingested_at, order_id
     ],
     tags=["orders"],
 )
-def orders(ctx, raw_orders: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
+def orders(ctx: AssetContext, raw_orders: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
     """One row per order: the latest valid version of each order record, typed.
 
     Timestamps and amounts are parsed, status normalized, malformed records left out (they go to
@@ -121,6 +121,8 @@ def orders(ctx, raw_orders: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
     ],
     tags=["orders", "quarantine"],
 )
-def orders_rejected(ctx, raw_orders: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
+def orders_rejected(
+    ctx: AssetContext, raw_orders: duckdb.DuckDBPyRelation
+) -> duckdb.DuckDBPyRelation:
     """Quarantine: every malformed order record, as it arrived, with the reason it was rejected."""
     return ctx.sql(REJECTED_SQL)

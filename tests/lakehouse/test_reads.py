@@ -1,0 +1,119 @@
+"""Snapshots as DuckDB views."""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+
+from lakehouse import audits
+from lakehouse.branches import Lakehouse, main_snapshot_id, publish, write_branch
+from lakehouse.provenance import Provenance
+from lakehouse.reads import create_view
+from lakehouse.tables import ensure_table, storable_schema, write_schema
+from lakehouse.writes import write_data_files
+
+
+def _describe(con: duckdb.DuckDBPyConnection, view: str) -> list[tuple[str, str]]:
+    return [(row[0], row[1]) for row in con.sql(f"DESCRIBE {view}").fetchall()]
+
+
+def test_view_reads_exactly_the_snapshot_it_was_created_on(lh: Lakehouse, wap, rows) -> None:
+    first = wap("r.orders", {"id": [1, 2], "status": ["new", "new"]}, "r1")
+    second = wap("r.orders", {"id": [2, 3], "status": ["paid", "new"]}, "r2")
+    assert main_snapshot_id(lh.table("r.orders")) == second.snapshot_id
+
+    assert rows("r.orders", first.snapshot_id) == [
+        {"id": 1, "status": "new"},
+        {"id": 2, "status": "new"},
+    ]
+    assert rows("r.orders") == [{"id": 2, "status": "paid"}, {"id": 3, "status": "new"}]
+
+    # A view created before the next publish keeps reading its snapshot afterwards.
+    con = duckdb.connect()
+    create_view(con, ("silver", "orders"), lh.table("r.orders"), second.snapshot_id)
+    wap("r.orders", {"id": [9], "status": ["gone"]}, "r3")
+    assert con.sql('SELECT id FROM "silver"."orders" ORDER BY id').fetchall() == [(2,), (3,)]
+    con.close()
+
+
+def _append(lh: Lakehouse, identifier: str, data: pa.Table, run_id: str) -> None:
+    table = ensure_table(lh.catalog, identifier, storable_schema(data.schema))
+    base = main_snapshot_id(table)
+    assert base is not None
+    written = write_data_files(
+        table,
+        pa.RecordBatchReader.from_batches(data.schema, data.to_batches()),
+        write_schema(table, storable_schema(data.schema)),
+        prefix=f"sluice-{run_id}",
+    )
+    head = write_branch(
+        lh,
+        identifier,
+        branch=f"sluice-{run_id}",
+        base_snapshot_id=base,
+        paths=written.paths,
+        properties=Provenance(run_id=run_id, code_version="v1").to_properties(),
+        replace=False,
+    )
+    publish(lh, identifier, branch=f"sluice-{run_id}", base_snapshot_id=base, head=head)
+
+
+def test_column_added_later_reads_as_null_in_older_files(lh: Lakehouse, wap, rows) -> None:
+    old = wap("r.events", {"id": [1, 2]}, "r1")
+    _append(lh, "r.events", pa.table({"id": [3], "score": [0.5]}), "r2")
+
+    assert rows("r.events") == [
+        {"id": 1, "score": None},
+        {"id": 2, "score": None},
+        {"id": 3, "score": 0.5},
+    ]
+    # The snapshot from before the column existed is read with its own schema.
+    assert rows("r.events", old.snapshot_id) == [{"id": 1}, {"id": 2}]
+
+
+def test_column_absent_from_every_file_reads_as_typed_null(lh: Lakehouse, wap, rows) -> None:
+    wap("r.people", {"id": [1], "born": pa.array([19000], pa.date32())}, "r1")
+    wap("r.people", {"id": [2, 3]}, "r2")  # `born` is kept by the table, absent from the files
+
+    assert rows("r.people") == [{"id": 2, "born": None}, {"id": 3, "born": None}]
+    con = duckdb.connect()
+    create_view(con, ("p",), lh.table("r.people"), main_snapshot_id(lh.table("r.people")))
+    assert _describe(con, "p") == [("id", "BIGINT"), ("born", "DATE")]
+    con.close()
+
+
+def test_table_with_zero_rows_gives_an_empty_view_with_its_columns(lh: Lakehouse, wap) -> None:
+    schema = pa.schema([("id", pa.int64()), ("name", pa.string()), ("at", pa.timestamp("us"))])
+    fresh = ensure_table(lh.catalog, "r.fresh", schema)  # only the initial, file-less snapshot
+    published = wap("r.published_empty", schema.empty_table(), "r1")  # one empty data file
+    assert published.rows == 0
+
+    con = duckdb.connect()
+    create_view(con, ("fresh",), fresh, main_snapshot_id(fresh))
+    table = lh.table("r.published_empty")
+    create_view(con, ("published",), table, main_snapshot_id(table))
+    expected = [("id", "BIGINT"), ("name", "VARCHAR"), ("at", "TIMESTAMP")]
+    for view in ("fresh", "published"):
+        assert _describe(con, view) == expected
+        assert con.sql(f"SELECT count(*) FROM {view}").fetchall() == [(0,)]
+    con.close()
+
+
+def test_awkward_table_view_and_column_names_are_quoted(lh: Lakehouse, wap) -> None:
+    wap("r.odd", {'my "col"': [1], "select": ["x"]}, "r1")
+    con = duckdb.connect()
+    table = lh.table("r.odd")
+    create_view(con, ("weird schema", "view.name"), table, main_snapshot_id(table))
+    got = con.sql('SELECT "my ""col""", "select" FROM "weird schema"."view.name"').fetchall()
+    assert got == [(1, "x")]
+    con.close()
+
+
+def test_view_over_an_audit_branch_shows_unpublished_rows_only_there(
+    lh: Lakehouse, wap, rows
+) -> None:
+    wap("r.audited", {"id": [1]}, "r1")
+    failed = wap("r.audited", {"id": [-5]}, "r2", checks=[audits.expression("id > 0")])
+    assert failed.status == "audit_failed"
+    assert rows("r.audited") == [{"id": 1}]
+    assert rows("r.audited", failed.snapshot_id) == [{"id": -5}]
