@@ -10,7 +10,6 @@ after any failure the first question is whether the intended state is already th
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
@@ -147,10 +146,10 @@ def write_branch(
             raise BranchError(f"branch {branch!r} of {identifier} already exists", asset=identifier)
         tx = table.transaction()
         ManageSnapshots(tx).create_branch(base_snapshot_id, branch).commit()
-        if replace:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Delete operation did not match")
-                tx.delete(AlwaysTrue(), branch=branch)
+        # Only delete when there is something to delete: pyiceberg warns otherwise, and
+        # silencing that with `warnings.catch_warnings` is not thread-safe.
+        if replace and _live_data_files(table, base_snapshot_id):
+            tx.delete(AlwaysTrue(), branch=branch)
         tx.add_files(list(paths), snapshot_properties=properties, branch=branch)
         tx.commit_transaction()
         head = branch_snapshot_id(lh.table(identifier), branch)

@@ -25,11 +25,14 @@ CONTEXT_PARAMS = ("ctx", "context")
 DEFAULT_LAYER = "default"
 
 
-def validate_name(value: str, what: str, *, file: str | None = None, line: int | None = None) -> str:
+def validate_name(
+    value: str, what: str, *, file: str | None = None, line: int | None = None
+) -> str:
     """Return `value` if it is a valid identifier part, else raise `InvalidNameError`."""
     if not isinstance(value, str) or not NAME_PATTERN.match(value):
         raise InvalidNameError(
-            f"invalid {what} {value!r}: use letters, digits and underscores, not starting with a digit",
+            f"invalid {what} {value!r}: use letters, digits and underscores, "
+            "not starting with a digit",
             file=file,
             line=line,
         )
@@ -129,9 +132,13 @@ def python_code_version(fn: Callable[..., Any]) -> str:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             node.decorator_list = []
             body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
-                if isinstance(body[0].value.value, str):
-                    node.body = body[1:] or [ast.Pass()]
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
+                node.body = body[1:] or [ast.Pass()]
             break
     return hashlib.sha256(ast.unparse(tree).encode()).hexdigest()[:16]
 

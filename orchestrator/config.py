@@ -104,12 +104,12 @@ def load_config(root: Path) -> ProjectConfig:
             properties[key].startswith(("sqlite:///", "file://")) or "://" not in properties[key]
         ):
             properties[key] = _absolute_url(properties[key], root)
-    state_url = _absolute_url(
-        parsed.state.url or f"sqlite:///{catalog_dir / 'sluice.db'}", root
-    )
+    state_url = _absolute_url(parsed.state.url or f"sqlite:///{catalog_dir / 'sluice.db'}", root)
     return ProjectConfig(
         root=root,
-        catalog=CatalogConfig(name=str(parsed.catalog.get("name", "sluice")), properties=properties),
+        catalog=CatalogConfig(
+            name=str(parsed.catalog.get("name", "sluice")), properties=properties
+        ),
         state_url=state_url,
         lock_dir=catalog_dir / "locks",
         executor=parsed.executor,

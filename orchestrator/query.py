@@ -10,6 +10,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
+from lakehouse import duck
 from lakehouse.branches import Lakehouse, branch_snapshot_id, main_snapshot_id
 from lakehouse.reads import create_view
 from lakehouse.tables import load_table
@@ -39,7 +40,7 @@ def referenced_tables(sql: str) -> list[str]:
 
 def run_query(lh: Lakehouse, sql: str, *, ref: str | None = None, limit: int = 100) -> QueryResult:
     """Run `sql`; each `layer.table` it names reads `ref` where that table has it, else `main`."""
-    con = duckdb.connect()
+    con = duck.connect()
     sources: dict[str, str] = {}
     try:
         for identifier in referenced_tables(sql):

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import duckdb
 
+from lakehouse import duck
 from lakehouse.audits import CheckResult
 from lakehouse.branches import Lakehouse, branch_snapshot_id, remove_branch
 from lakehouse.catalog import open_catalog
@@ -146,7 +147,7 @@ def _attempt(project: Project, lh: Lakehouse, spec: StepSpec) -> StepOutcome:
     key = AssetKey.parse(spec.asset)
     asset = project.graph.assets[key]
     started = datetime.now(UTC)
-    con = duckdb.connect()
+    con = duck.connect()
     try:
         _open_inputs(lh, con, spec.inputs)
         ctx = AssetContext(asset=key, run_id=spec.run_id, con=con)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -157,17 +157,20 @@ def test_relationships_check_against_another_published_table(lh: Lakehouse, wap,
 
 
 @pytest.fixture
-def audit_barrier(monkeypatch: pytest.MonkeyPatch) -> threading.Barrier:
-    """Two cycles both finish their write before either audits (hence publishes)."""
-    barrier = threading.Barrier(2, timeout=30)
-    real = wap_module.audit_snapshot
+def audit_barrier(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Once installed, two cycles both finish their write before either audits (and publishes)."""
 
-    def audit_after_both_wrote(*args: Any, **kwargs: Any) -> Any:
-        barrier.wait()
-        return real(*args, **kwargs)
+    def install() -> None:
+        barrier = threading.Barrier(2, timeout=30)
+        real = wap_module.audit_snapshot
 
-    monkeypatch.setattr(wap_module, "audit_snapshot", audit_after_both_wrote)
-    return barrier
+        def audit_after_both_wrote(*args: Any, **kwargs: Any) -> Any:
+            barrier.wait()
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(wap_module, "audit_snapshot", audit_after_both_wrote)
+
+    return install
 
 
 def _writer_data(marker: str, n: int) -> pa.Table:
@@ -188,11 +191,11 @@ def _run(lh: Lakehouse, identifier: str, data: pa.Table, branch: str) -> WapResu
         return exc
 
 
-@pytest.mark.usefixtures("audit_barrier")
 def test_two_writers_on_one_table_one_publishes_the_other_conflicts(
-    lh: Lakehouse, wap, rows
+    lh: Lakehouse, wap, rows, audit_barrier
 ) -> None:
     wap("s.shared", _writer_data("seed", 3), "seed")
+    audit_barrier()
     data = {"sluice-a": _writer_data("a", 5), "sluice-b": _writer_data("b", 8)}
 
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -217,8 +220,8 @@ def test_two_writers_on_one_table_one_publishes_the_other_conflicts(
     assert rows("s.shared", branches[("s.shared", loser)]) == data[loser].to_pylist()
 
 
-@pytest.mark.usefixtures("audit_barrier")
-def test_two_writers_on_two_tables_both_publish(lh: Lakehouse, rows) -> None:
+def test_two_writers_on_two_tables_both_publish(lh: Lakehouse, rows, audit_barrier) -> None:
+    audit_barrier()
     jobs = {"s.left": _writer_data("l", 4), "s.right": _writer_data("r", 6)}
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = {
@@ -365,6 +368,7 @@ def test_two_processes_racing_wap_cycles_on_one_table(
         for line in out.splitlines():
             record = json.loads(line)
             outcomes[record["marker"]] = record["outcome"]
+    print("OUTCOMES", outcomes)
     assert len(outcomes) == 2 * cycles
     assert set(outcomes.values()) <= {"published", "conflict"}, outcomes
     published = {m for m, o in outcomes.items() if o == "published"}

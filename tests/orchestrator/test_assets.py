@@ -171,7 +171,8 @@ def test_invalid_name_names_file_and_line(tmp_path: Path, decorator: str, bad: s
 
 
 @pytest.mark.parametrize(
-    "value", ["silver.orders", ("silver", "orders"), ["silver", "orders"], AssetKey("silver", "orders")]
+    "value",
+    ["silver.orders", ("silver", "orders"), ["silver", "orders"], AssetKey("silver", "orders")],
 )
 def test_asset_key_parse(value: Any) -> None:
     key = AssetKey.parse(value)
@@ -218,7 +219,7 @@ BASE = '''
         """Orders, newest row per order."""
         # keep the newest row of every order
         latest = "ingested_at"
-        return ctx.sql(f"SELECT DISTINCT ON (order_id) * FROM raw_orders ORDER BY order_id, {latest} DESC")
+        return ctx.sql(f"SELECT * FROM raw_orders ORDER BY order_id, {latest} DESC")
 '''
 
 SAME_LOGIC = {
@@ -234,7 +235,7 @@ SAME_LOGIC = {
 
 
             return ctx.sql(
-                f'SELECT DISTINCT ON (order_id) * FROM raw_orders ORDER BY order_id, {latest} DESC'
+                f'SELECT * FROM raw_orders ORDER BY order_id, {latest} DESC'
             )
     """,
     "comments edited": '''
@@ -247,7 +248,7 @@ SAME_LOGIC = {
             # a different comment
             latest = "ingested_at"  # trailing comment
             # and another one
-            return ctx.sql(f"SELECT DISTINCT ON (order_id) * FROM raw_orders ORDER BY order_id, {latest} DESC")
+            return ctx.sql(f"SELECT * FROM raw_orders ORDER BY order_id, {latest} DESC")
     ''',
     "docstring edited": '''
         from orchestrator import asset
@@ -260,7 +261,7 @@ SAME_LOGIC = {
             Spanning several lines.
             """
             latest = "ingested_at"
-            return ctx.sql(f"SELECT DISTINCT ON (order_id) * FROM raw_orders ORDER BY order_id, {latest} DESC")
+            return ctx.sql(f"SELECT * FROM raw_orders ORDER BY order_id, {latest} DESC")
     ''',
     "docstring removed": """
         from orchestrator import asset
@@ -269,7 +270,7 @@ SAME_LOGIC = {
         @asset(layer="silver")
         def orders(ctx, raw_orders):
             latest = "ingested_at"
-            return ctx.sql(f"SELECT DISTINCT ON (order_id) * FROM raw_orders ORDER BY order_id, {latest} DESC")
+            return ctx.sql(f"SELECT * FROM raw_orders ORDER BY order_id, {latest} DESC")
     """,
     "decorator changed": '''
         from orchestrator import asset, checks, Retry
@@ -284,7 +285,7 @@ SAME_LOGIC = {
         def orders(ctx, raw_orders):
             """Orders, newest row per order."""
             latest = "ingested_at"
-            return ctx.sql(f"SELECT DISTINCT ON (order_id) * FROM raw_orders ORDER BY order_id, {latest} DESC")
+            return ctx.sql(f"SELECT * FROM raw_orders ORDER BY order_id, {latest} DESC")
     ''',
     "moved down the file": '''
         from orchestrator import asset
@@ -300,7 +301,7 @@ SAME_LOGIC = {
         def orders(ctx, raw_orders):
             """Orders, newest row per order."""
             latest = "ingested_at"
-            return ctx.sql(f"SELECT DISTINCT ON (order_id) * FROM raw_orders ORDER BY order_id, {latest} DESC")
+            return ctx.sql(f"SELECT * FROM raw_orders ORDER BY order_id, {latest} DESC")
     ''',
 }
 
@@ -313,7 +314,7 @@ CHANGED_LOGIC = {
         def orders(ctx, raw_orders):
             """Orders, newest row per order."""
             latest = "ingested_at"
-            return ctx.sql(f"SELECT DISTINCT ON (order_id) * FROM raw_orders ORDER BY order_id, {latest} ASC")
+            return ctx.sql(f"SELECT * FROM raw_orders ORDER BY order_id, {latest} ASC")
     ''',
     "statement added": '''
         from orchestrator import asset
@@ -324,7 +325,7 @@ CHANGED_LOGIC = {
             """Orders, newest row per order."""
             latest = "ingested_at"
             ctx.log.info("building")
-            return ctx.sql(f"SELECT DISTINCT ON (order_id) * FROM raw_orders ORDER BY order_id, {latest} DESC")
+            return ctx.sql(f"SELECT * FROM raw_orders ORDER BY order_id, {latest} DESC")
     ''',
     "upstream parameter renamed": '''
         from orchestrator import asset
@@ -334,7 +335,7 @@ CHANGED_LOGIC = {
         def orders(ctx, raw_orders_v2):
             """Orders, newest row per order."""
             latest = "ingested_at"
-            return ctx.sql(f"SELECT DISTINCT ON (order_id) * FROM raw_orders ORDER BY order_id, {latest} DESC")
+            return ctx.sql(f"SELECT * FROM raw_orders ORDER BY order_id, {latest} DESC")
     ''',
 }
 
@@ -355,7 +356,7 @@ def test_code_version_is_stable_across_imports(tmp_path: Path) -> None:
 
 def test_nested_function_docstrings_are_logic(tmp_path: Path) -> None:
     """Only the asset's own docstring is ignored, not a string inside a nested function."""
-    template = '''
+    template = """
         from orchestrator import asset
 
 
@@ -365,7 +366,7 @@ def test_nested_function_docstrings_are_logic(tmp_path: Path) -> None:
                 "{text}"
                 return 1
             return helper()
-    '''
+    """
     first = version_of(tmp_path, template.replace("{text}", "one"))
     second = version_of(tmp_path, template.replace("{text}", "two"))
     assert first != second

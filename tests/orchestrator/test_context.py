@@ -94,7 +94,9 @@ def test_unsupported_return_type_names_the_asset(value: Any, type_name: str) -> 
 def test_ctx_sql_binds_parameters(con: duckdb.DuckDBPyConnection) -> None:
     ctx = AssetContext(asset=KEY, run_id="r1", con=con)
     con.register("t", TABLE)
-    named = ctx.sql("SELECT order_id FROM t WHERE status = $status ORDER BY 1", {"status": "placed"})
+    named = ctx.sql(
+        "SELECT order_id FROM t WHERE status = $status ORDER BY 1", {"status": "placed"}
+    )
     assert [row[0] for row in named.fetchall()] == [1, 3]
     positional = ctx.sql("SELECT count(*) FROM t WHERE order_id > ?", [1])
     assert positional.fetchall() == [(2,)]

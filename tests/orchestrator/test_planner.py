@@ -36,7 +36,8 @@ def graph_with(**code: str) -> AssetGraph:
         "bronze.raw_customers": (),
     }
     return build_graph(
-        make(key, *deps, code=code.get(key.split(".")[1], "v1")) for key, deps in definitions.items()
+        make(key, *deps, code=code.get(key.split(".")[1], "v1"))
+        for key, deps in definitions.items()
     )
 
 

@@ -18,7 +18,12 @@ UPSTREAMS = {
     "gold.revenue": ["silver.orders", "silver.customers"],
 }
 CODE = {key: f"code-{key}" for key in ORDER}
-SNAPSHOTS = {"bronze.raw_orders": 10, "silver.customers": 20, "silver.orders": 30, "gold.revenue": 40}
+SNAPSHOTS = {
+    "bronze.raw_orders": 10,
+    "silver.customers": 20,
+    "silver.orders": 30,
+    "gold.revenue": 40,
+}
 
 
 def fresh_state() -> dict[str, PublishedState]:
@@ -77,7 +82,9 @@ def test_code_changed() -> None:
 
 def test_upstream_republished() -> None:
     published = fresh_state()
-    published["silver.orders"] = PublishedState(31, CODE["silver.orders"], {"bronze.raw_orders": 10})
+    published["silver.orders"] = PublishedState(
+        31, CODE["silver.orders"], {"bronze.raw_orders": 10}
+    )
     stale = run(published, order=["gold.revenue"])
     assert stale == {"gold.revenue": (Reason("upstream_changed", "silver.orders", "30 -> 31"),)}
 
@@ -118,9 +125,7 @@ def test_removed_upstream() -> None:
         30, CODE["silver.orders"], {"bronze.raw_orders": 10, "bronze.raw_returns": 5}
     )
     stale = run(published)
-    assert stale["silver.orders"] == (
-        Reason("upstreams_changed", detail="-bronze.raw_returns"),
-    )
+    assert stale["silver.orders"] == (Reason("upstreams_changed", detail="-bronze.raw_returns"),)
     assert stale["gold.revenue"] == (Reason("upstream_stale", "silver.orders"),)
 
 
@@ -182,7 +187,9 @@ def test_explain_prefers_an_own_reason() -> None:
 
 def test_explain_names_a_republished_upstream() -> None:
     published = fresh_state()
-    published["silver.orders"] = PublishedState(31, CODE["silver.orders"], {"bronze.raw_orders": 10})
+    published["silver.orders"] = PublishedState(
+        31, CODE["silver.orders"], {"bronze.raw_orders": 10}
+    )
     stale = run(published, order=["gold.revenue"])
     assert explain("gold.revenue", stale).startswith(
         "gold.revenue is stale because silver.orders was republished since it was built"
@@ -203,9 +210,7 @@ NAMES = [f"l.a{i}" for i in range(7)]
 @st.composite
 def scenarios(
     draw: st.DrawFn,
-) -> tuple[
-    list[str], dict[str, list[str]], dict[str, str], dict[str, PublishedState], set[str]
-]:
+) -> tuple[list[str], dict[str, list[str]], dict[str, str], dict[str, PublishedState], set[str]]:
     """A random DAG (edges go from lower to higher index), states, a selection and force."""
     n = draw(st.integers(1, len(NAMES)))
     names = NAMES[:n]
@@ -235,7 +240,7 @@ def scenarios(
     return selected, upstreams, code, published, force
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(scenarios())
 def test_stale_iff_a_condition_holds(
     scenario: tuple[
