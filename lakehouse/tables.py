@@ -2,8 +2,9 @@
 
 Evolution follows dbt's `append_new_columns`: new columns are added, legal promotions (int ->
 long, float -> double, wider decimals) are applied, a column missing from a new result stays in
-the table as nulls. Anything that would lose data (narrowing, a type change, dropping a required
-column) is rejected before a single file is written.
+the table as nulls. A table type is never narrowed: a result whose column is narrower than the
+table's (int into long) is written at the table's type, losslessly. Anything else that would
+lose data (a type change, dropping a required column) is rejected before a file is written.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pyiceberg.exceptions import NoSuchTableError, TableAlreadyExistsError
 from pyiceberg.io.pyarrow import _pyarrow_to_schema_without_ids, schema_to_pyarrow
 from pyiceberg.schema import promote
 from pyiceberg.table import Table
-from pyiceberg.types import NestedField
+from pyiceberg.types import IcebergType, NestedField
 
 from lakehouse.catalog import ensure_namespace
 from lakehouse.errors import SchemaChangeError, UnsupportedTypeError
@@ -105,10 +106,19 @@ def _table_arrow_schema(table: Table) -> pa.Schema:
     return storable_schema(schema_to_pyarrow(table.schema(), include_field_ids=False))
 
 
+def _promotable(narrow: IcebergType, wide: IcebergType) -> bool:
+    try:
+        promote(narrow, wide)
+    except Exception:
+        return False
+    return True
+
+
 def plan_evolution(identifier: str, current: Table, new: pa.Schema) -> bool:
     """Whether writing `new` into `current` needs a schema update; raises if it would lose data."""
     old_arrow = _table_arrow_schema(current)
-    new_iceberg = _pyarrow_to_schema_without_ids(new)
+    # Fields converted without ids all share id -1, so look them up by name, not find_field.
+    new_fields = {f.name: f for f in _pyarrow_to_schema_without_ids(new).fields}
     problems: list[str] = []
     changes = False
     for old_field in current.schema().fields:
@@ -116,11 +126,13 @@ def plan_evolution(identifier: str, current: Table, new: pa.Schema) -> bool:
             if old_field.required:
                 problems.append(f"{old_field.name}: required column missing from the new result")
             continue
-        new_field: NestedField = new_iceberg.find_field(old_field.name)
+        new_field: NestedField = new_fields[old_field.name]
         if old_field.field_type == new_field.field_type:
             continue
         if new.field(old_field.name).type.equals(old_arrow.field(old_field.name).type):
             continue
+        if _promotable(new_field.field_type, old_field.field_type):
+            continue  # narrower data fits the wider column losslessly; the table keeps its type
         try:
             promote(old_field.field_type, new_field.field_type)
         except Exception:

@@ -48,7 +48,7 @@ def print_plan(console: Console, plan: Plan) -> None:
         return
     console.print(f"{len(plan.steps)} asset(s) to materialize, in run order:")
     for number, step in enumerate(plan.steps, 1):
-        console.print(f"  {number:>3}. [bold]{step.asset}[/]  {step.explanation}")
+        console.print(f"  {number:>3}. {step.explanation}")
         if step.blocked:
             console.print(f"       [yellow]cannot run: {step.blocked}[/]")
     if plan.fresh:

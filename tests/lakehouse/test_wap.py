@@ -282,7 +282,7 @@ def test_crash_between_write_and_publish_keeps_main_and_lists_the_branch(
 
 WORKER = textwrap.dedent(
     """
-    import json, sys, time
+    import json, random, sys, time
     from pathlib import Path
 
     import pyarrow as pa
@@ -304,6 +304,7 @@ WORKER = textwrap.dedent(
     while not Path(go).exists():
         time.sleep(0.005)
     for cycle in range(int(cycles)):
+        time.sleep(random.random() * 0.1)  # vary the phase so both processes get to win
         marker = f"{writer}-{cycle}"
         n = int(rows)
         data = pa.table({"id": list(range(n)), "marker": [marker] * n})
@@ -368,7 +369,6 @@ def test_two_processes_racing_wap_cycles_on_one_table(
         for line in out.splitlines():
             record = json.loads(line)
             outcomes[record["marker"]] = record["outcome"]
-    print("OUTCOMES", outcomes)
     assert len(outcomes) == 2 * cycles
     assert set(outcomes.values()) <= {"published", "conflict"}, outcomes
     published = {m for m, o in outcomes.items() if o == "published"}
