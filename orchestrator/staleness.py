@@ -96,7 +96,7 @@ def stale_reasons(
             elif state.published and upstream in state.inputs:
                 now = published.get(upstream, PublishedState()).snapshot_id
                 built = state.inputs[upstream]
-                if now != built and now is not None:
+                if now != built:
                     reasons.append(
                         Reason("upstream_changed", upstream=upstream, detail=f"{built} -> {now}")
                     )

@@ -8,10 +8,11 @@ from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Future
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.executor import Blocked, ThreadExecutor, execute
+from orchestrator.executor import Blocked, DoneHook, Executor, StartHook, ThreadExecutor, execute
 from orchestrator.planner import Plan, PlannedStep
 from orchestrator.runner import OutcomeStatus, StepOutcome, StepSpec
 
@@ -94,6 +95,32 @@ class InlineExecutor:
         self.shut = True
 
 
+def run(
+    plan: Plan,
+    executor: Executor,
+    on_start: StartHook | None = None,
+    on_done: DoneHook | None = None,
+) -> dict[str, StepOutcome | Blocked]:
+    """`execute`, failing the test instead of hanging it if the loop never ends."""
+    results: list[dict[str, StepOutcome | Blocked]] = []
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            results.append(execute(plan, executor, make_spec, on_start=on_start, on_done=on_done))
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout=20)
+    if thread.is_alive():
+        pytest.fail("execute() did not return")
+    if errors:
+        raise errors[0]
+    return results[0]
+
+
 def status_of(result: StepOutcome | Blocked) -> str:
     return "blocked" if isinstance(result, Blocked) else result.status
 
@@ -119,7 +146,7 @@ def test_independent_steps_run_in_parallel() -> None:
         return outcome(spec, "published", SNAPSHOT[spec.asset])
 
     plan = Plan(steps=(step("a"), step("b")), fresh=())
-    results = execute(plan, ThreadExecutor(2, both_at_once), make_spec)
+    results = run(plan, ThreadExecutor(2, both_at_once))
     assert {key: status_of(r) for key, r in results.items()} == {
         "a": "published",
         "b": "published",
@@ -134,13 +161,13 @@ def test_a_downstream_waits_for_its_upstream() -> None:
         return outcome(spec, "published", SNAPSHOT[spec.asset])
 
     plan = Plan(steps=(step("a"), step("b", "a"), step("c", "b")), fresh=())
-    execute(plan, ThreadExecutor(4, record), make_spec)
+    run(plan, ThreadExecutor(4, record))
     assert done == ["a", "b", "c"]
 
 
 def test_a_failed_step_blocks_only_its_downstream() -> None:
     fake = FakeSteps(fail={"b"})
-    results = execute(DIAMONDLESS, ThreadExecutor(2, fake), make_spec)
+    results = run(DIAMONDLESS, ThreadExecutor(2, fake))
     assert {key: status_of(r) for key, r in results.items()} == {
         "a": "published",
         "x": "published",
@@ -155,7 +182,7 @@ def test_a_failed_step_blocks_only_its_downstream() -> None:
 
 def test_a_failure_blocks_transitively() -> None:
     fake = FakeSteps(fail={"a"})
-    results = execute(DIAMONDLESS, InlineExecutor(fake), make_spec)
+    results = run(DIAMONDLESS, InlineExecutor(fake))
     assert {key for key, r in results.items() if isinstance(r, Blocked)} == {"b", "c", "d"}
     assert status_of(results["x"]) == "published"
     assert set(fake.calls) == {"a", "x"}
@@ -163,7 +190,7 @@ def test_a_failure_blocks_transitively() -> None:
 
 def test_a_raising_step_becomes_blocked_not_a_crash() -> None:
     fake = FakeSteps(raise_on={"b"})
-    results = execute(DIAMONDLESS, ThreadExecutor(2, fake), make_spec)
+    results = run(DIAMONDLESS, ThreadExecutor(2, fake))
     raised = results["b"]
     assert isinstance(raised, Blocked)
     assert raised.asset == "b"
@@ -179,7 +206,7 @@ def test_a_step_blocked_by_the_plan_never_runs_and_blocks_its_downstream() -> No
         fresh=(),
     )
     fake = FakeSteps()
-    results = execute(plan, InlineExecutor(fake), make_spec)
+    results = run(plan, InlineExecutor(fake))
     assert results["a"] == Blocked("a", "upstream p was never published")
     assert results["b"] == Blocked("b", "upstream a did not publish")
     assert status_of(results["x"]) == "published"
@@ -196,7 +223,7 @@ def test_inputs_hold_this_runs_snapshots_and_pinned_ones() -> None:
         fresh=(),
     )
     fake = FakeSteps()
-    execute(plan, ThreadExecutor(2, fake), make_spec)
+    run(plan, ThreadExecutor(2, fake))
     assert fake.specs["a"].inputs == {"p": 7}
     assert fake.specs["b"].inputs == {"a": SNAPSHOT["a"], "p": 7}
     assert fake.specs["c"].inputs == {"a": SNAPSHOT["a"], "b": SNAPSHOT["b"], "q": 8}
@@ -207,10 +234,9 @@ def test_hooks_see_every_start_and_exactly_one_result_per_step() -> None:
     starts: list[str] = []
     dones: Counter[str] = Counter()
     executor = InlineExecutor(fake)
-    results = execute(
+    results = run(
         DIAMONDLESS,
         executor,
-        make_spec,
         on_start=lambda planned, spec: starts.append(spec.asset),
         on_done=lambda planned, result: dones.update([planned.asset]),
     )
@@ -221,7 +247,7 @@ def test_hooks_see_every_start_and_exactly_one_result_per_step() -> None:
 
 
 def test_an_empty_plan_returns_at_once() -> None:
-    assert execute(Plan(steps=(), fresh=()), InlineExecutor(FakeSteps()), make_spec) == {}
+    assert run(Plan(steps=(), fresh=()), InlineExecutor(FakeSteps())) == {}
 
 
 @st.composite
@@ -252,9 +278,7 @@ def test_every_step_gets_exactly_one_result(
     fake = FakeSteps(fail=fail, raise_on=raise_on)
     executor = ThreadExecutor(3, fake) if threaded else InlineExecutor(fake)
     dones: Counter[str] = Counter()
-    results = execute(
-        plan, executor, make_spec, on_done=lambda planned, _: dones.update([planned.asset])
-    )
+    results = run(plan, executor, on_done=lambda planned, _: dones.update([planned.asset]))
     assert set(results) == {s.asset for s in plan.steps}
     assert set(dones) == set(results) and set(dones.values()) == {1}
 

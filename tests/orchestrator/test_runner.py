@@ -1,0 +1,80 @@
+"""One step as plain data: it runs in another process, retries, and never raises for user errors."""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+from concurrent.futures import ProcessPoolExecutor
+
+from conftest import ProjectDir, snapshots
+
+from orchestrator.runner import StepSpec, run_step
+
+RAW = """
+    import pathlib
+
+    import pyarrow as pa
+
+    from orchestrator import Retry, asset
+
+    ATTEMPTS = pathlib.Path(__file__).parent / "attempts.txt"
+
+
+    @asset(layer="bronze")
+    def raw(ctx):
+        return pa.table({"id": [1, 2, 3]})
+
+
+    @asset(layer="bronze", retry=Retry(attempts=3, backoff_s=0.01, jitter=0.0))
+    def flaky(ctx):
+        seen = int(ATTEMPTS.read_text()) if ATTEMPTS.exists() else 0
+        ATTEMPTS.write_text(str(seen + 1))
+        if seen < 2:
+            raise ConnectionError(f"source unavailable (attempt {seen + 1})")
+        return pa.table({"id": [seen]})
+
+
+    @asset(layer="bronze", retry=Retry(attempts=2, backoff_s=0.01, jitter=0.0))
+    def broken(ctx):
+        raise ConnectionError("always down")
+"""
+
+
+def _spec(project: ProjectDir, asset: str, run_id: str) -> StepSpec:
+    return StepSpec(
+        project_root=str(project.root),
+        run_id=run_id,
+        asset=asset,
+        inputs={},
+        branch=f"sluice-{run_id}-{asset.split('.')[1]}",
+    )
+
+
+def test_a_step_spec_runs_in_another_process(project: ProjectDir) -> None:
+    project.write({"assets/bronze/raw.py": RAW})
+    spec = _spec(project, "bronze.raw", "r-process")
+    assert pickle.loads(pickle.dumps(spec)) == spec
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        outcome = pool.submit(run_step, spec).result(timeout=120)
+    assert outcome.status == "published", outcome.error
+    assert outcome.rows == 3
+    assert snapshots(project.root)["bronze.raw"] == outcome.snapshot_id
+
+
+def test_a_failing_step_is_retried_and_then_publishes(project: ProjectDir) -> None:
+    project.write({"assets/bronze/raw.py": RAW})
+    outcome = run_step(_spec(project, "bronze.flaky", "r-retry"))
+    assert outcome.status == "published", outcome.error
+    assert outcome.attempts == 3
+    assert (project.root / "assets" / "bronze" / "attempts.txt").read_text() == "3"
+
+
+def test_exhausted_retries_report_the_last_error_without_raising(project: ProjectDir) -> None:
+    project.write({"assets/bronze/raw.py": RAW})
+    outcome = run_step(_spec(project, "bronze.broken", "r-broken"))
+    assert outcome.status == "failed"
+    assert outcome.attempts == 2
+    assert outcome.error is not None
+    assert "asset bronze.broken raised ConnectionError" in outcome.error
+    assert "always down" in outcome.error
+    assert "bronze.broken" not in snapshots(project.root)
