@@ -1,4 +1,4 @@
-"""The example project in `assets/` builds end to end, every check passing, as a new user runs it."""
+"""The example project in `assets/` builds end to end, every check passing."""
 
 from __future__ import annotations
 
@@ -44,7 +44,9 @@ def test_example_project_builds_with_every_check_passing(
     store = StateStore(config.state_url)
     run, steps = store.run(store.runs(limit=1)[0].run_id)  # type: ignore[misc]
     assert run.status == "succeeded"
-    failed = [(s.asset, c.name) for s in steps for c in s.checks if not c.passed and c.severity == "error"]
+    failed = [
+        (s.asset, c.name) for s in steps for c in s.checks if not c.passed and c.severity == "error"
+    ]
     assert failed == []
     assert {s.asset for s in steps} == {str(k) for k in graph.assets}
 

@@ -68,7 +68,9 @@ CASES: dict[str, tuple[dict[str, str], list[str]]] = {
     "sql parse error": (
         {
             "assets/bronze/raw.py": OK_RAW,
-            "assets/silver/clean.sql": "-- checks: not_null(id)\nSELECT id,\n  FROM FROM bronze.raw\n",
+            "assets/silver/clean.sql": (
+                "-- checks: not_null(id)\nSELECT id,\n  FROM FROM bronze.raw\n"
+            ),
         },
         ["clean.sql:3", "cannot parse SQL"],
     ),
