@@ -51,6 +51,8 @@ class AssetKey:
         """Accept `"silver.orders"`, `("silver", "orders")` or an `AssetKey`."""
         if isinstance(value, AssetKey):
             return value
+        if not isinstance(value, str | tuple | list):
+            raise InvalidNameError(f"invalid asset key {value!r}: expected 'layer.name'")
         parts = tuple(value.split(".")) if isinstance(value, str) else tuple(value)
         if len(parts) != 2:
             raise InvalidNameError(f"invalid asset key {value!r}: expected 'layer.name'")
@@ -169,7 +171,9 @@ def asset(
             line: int | None = inspect.getsourcelines(func)[1]
         except (OSError, TypeError):
             line = None
-        asset_name = validate_name(name or func.__name__, "asset name", file=file, line=line)
+        asset_name = validate_name(
+            func.__name__ if name is None else name, "asset name", file=file, line=line
+        )
         validate_name(layer, "layer", file=file, line=line)
         params = list(inspect.signature(func).parameters.values())
         if params and params[0].name in CONTEXT_PARAMS:
@@ -187,7 +191,7 @@ def asset(
             fn=func,
             code_version=code_version or python_code_version(func),
             inputs=tuple((p.name, p.name) for p in params),
-            deps=tuple(str(d) for d in deps),
+            deps=(str(deps),) if isinstance(deps, str | AssetKey) else tuple(str(d) for d in deps),
             checks=tuple(checks),
             retry=retry or Retry(),
             tags=frozenset(tags),

@@ -27,7 +27,7 @@ class ExecutorConfig(BaseModel):
 
 
 class AlertsConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="allow")
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     webhook: str | None = None
 

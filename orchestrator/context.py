@@ -70,7 +70,7 @@ def to_reader(value: Any, asset: AssetKey) -> pa.RecordBatchReader:
     if polars is not None and isinstance(value, polars.DataFrame):
         return value.to_arrow().to_reader()
     raise UnsupportedReturnTypeError(
-        f"asset {asset} returned {type(value).__module__}.{type(value).__qualname__}; return a "
+        f"returned {type(value).__module__}.{type(value).__qualname__}; return a "
         "pyarrow.Table, pyarrow.RecordBatchReader, DuckDB relation, or pandas/polars DataFrame",
         asset=str(asset),
     )

@@ -27,7 +27,9 @@ class Executor(Protocol):
 class ThreadExecutor:
     """Steps on a thread pool of this process (DuckDB and Arrow release the GIL)."""
 
-    def __init__(self, max_workers: int, step: Callable[[StepSpec], StepOutcome] = run_step) -> None:
+    def __init__(
+        self, max_workers: int, step: Callable[[StepSpec], StepOutcome] = run_step
+    ) -> None:
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="sluice-step")
         self._step = step
 

@@ -66,15 +66,13 @@ def build_plan(
         if key not in stale:
             continue
         pinned: dict[str, int] = {}
-        blocked = None
+        missing: list[str] = []
         for upstream in upstreams[key]:
             if upstream in stale:
                 continue
             state = published.get(upstream, PublishedState())
             if not state.published or state.snapshot_id is None:
-                blocked = (
-                    f"upstream {upstream} was never published: select it too (+{key.split('.')[1]})"
-                )
+                missing.append(upstream)
                 continue
             pinned[upstream] = state.snapshot_id
         steps.append(
@@ -84,7 +82,11 @@ def build_plan(
                 explanation=explain(key, stale),
                 upstream=tuple(upstreams[key]),
                 pinned=pinned,
-                blocked=blocked,
+                blocked=(
+                    f"upstream {', '.join(missing)} never published: select it too (+{key})"
+                    if missing
+                    else None
+                ),
             )
         )
     fresh = tuple(k for k in order if k not in stale)

@@ -47,11 +47,14 @@ def test_record_batch_reader_is_passed_through() -> None:
 
 
 def test_pandas_dataframe_without_its_index() -> None:
-    frame = pd.DataFrame({"order_id": [1, 2, 3], "status": ["placed", "shipped", "placed"]})
-    result = read_all(frame[frame.order_id > 1])  # a filtered frame has a non-default index
+    frame = pd.DataFrame(
+        {"order_id": [1, 2, 3], "status": ["placed", "shipped", "placed"]},
+        index=pd.Index([7, 3, 5], name="row"),
+    )
+    result = read_all(frame)
     assert result.column_names == ["order_id", "status"]
-    assert result.column("order_id").to_pylist() == [2, 3]
-    assert result.column("status").to_pylist() == ["shipped", "placed"]
+    assert result.column("order_id").to_pylist() == [1, 2, 3]
+    assert result.column("status").to_pylist() == ["placed", "shipped", "placed"]
 
 
 def test_duckdb_relation(con: duckdb.DuckDBPyConnection) -> None:
@@ -71,6 +74,18 @@ def test_duckdb_relation_is_streamed_in_batches(con: duckdb.DuckDBPyConnection) 
     assert len(sizes) > 1
     assert sum(sizes) == 1_000_000
     assert total == sum(range(1_000_000))
+
+
+def test_duckdb_relation_is_not_materialized(con: duckdb.DuckDBPyConnection) -> None:
+    """Rows far past the first batches are not computed before they are read."""
+    relation = con.sql(
+        "SELECT CASE WHEN range < 9_000_000 THEN range ELSE error('row 9,000,000 computed') END"
+        " AS n FROM range(10_000_000)"
+    )
+    reader = to_reader(relation, KEY)  # a materializing conversion would raise here
+    assert reader.read_next_batch().num_rows == BATCH_ROWS
+    with pytest.raises(Exception, match="row 9,000,000 computed"):
+        reader.read_all()
 
 
 @pytest.mark.parametrize(

@@ -199,7 +199,7 @@ def test_force_rebuilds_fresh_assets(shop: ProjectDir) -> None:
 def test_upstream_outside_the_selection_that_was_never_published_blocks(shop: ProjectDir) -> None:
     result = shop.sluice("materialize", "clean")
     assert result.code == 1
-    assert "upstream bronze.raw was never published" in result.out
+    assert "upstream bronze.raw never published: select it too (+silver.clean)" in result.out
 
 
 def test_rollback_returns_main_to_the_previous_publish(shop: ProjectDir) -> None:

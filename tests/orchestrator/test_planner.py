@@ -125,7 +125,7 @@ def test_upstream_never_published_and_not_selected_blocks_the_step() -> None:
     assert step.blocked is not None
     assert "silver.customers" in step.blocked
     assert "never published" in step.blocked
-    assert "+revenue" in step.blocked
+    assert "+gold.revenue" in step.blocked
     assert step.pinned == {"silver.orders": 20}
     assert plan.runnable == ()
 

@@ -185,6 +185,20 @@ def test_explain_prefers_an_own_reason() -> None:
     )
 
 
+def test_explain_prefers_an_own_reason_listed_after_a_stale_upstream() -> None:
+    published = fresh_state()
+    published["silver.customers"] = PublishedState(22, CODE["silver.customers"], {})
+    code = {**CODE, "silver.orders": "new"}
+    stale = run(published, order=["silver.orders", "gold.revenue"], code=code)
+    assert [(r.kind, r.upstream) for r in stale["gold.revenue"]] == [
+        ("upstream_stale", "silver.orders"),
+        ("upstream_changed", "silver.customers"),
+    ]
+    assert explain("gold.revenue", stale) == (
+        "gold.revenue is stale because silver.customers was republished since it was built"
+    )
+
+
 def test_explain_names_a_republished_upstream() -> None:
     published = fresh_state()
     published["silver.orders"] = PublishedState(
