@@ -177,35 +177,67 @@ def test_int_to_long_promotion_is_applied(lh: Lakehouse, wap, rows) -> None:
     assert rows("t.promote") == [{"n": 2**40}]
 
 
+def _problems(error: SchemaChangeError) -> list[str]:
+    """The per-column problems listed in a schema-change message."""
+    listed = error.message.removeprefix("incompatible schema change: ").split(" (keep")[0]
+    return listed.split("; ")
+
+
 @pytest.mark.parametrize(
-    ("old", "new"),
-    [(pa.int64(), pa.int32()), (pa.string(), pa.int32()), (pa.float64(), pa.float32())],
-    ids=["long_to_int", "string_to_int", "double_to_float"],
+    ("old", "first", "new", "second", "problem"),
+    [
+        (pa.string(), "7", pa.int32(), 8, "amount: string -> int"),
+        (pa.int64(), 7, pa.string(), "8", "amount: long -> string"),
+        (pa.float64(), 7.5, pa.int64(), 8, "amount: double -> long"),
+    ],
+    ids=["string_to_int", "long_to_string", "double_to_long"],
 )
-def test_lossy_type_change_is_rejected_before_any_file_is_written(
-    lh: Lakehouse, wap, rows, data_files, old: pa.DataType, new: pa.DataType
+def test_type_change_is_rejected_before_any_file_is_written(
+    lh: Lakehouse, wap, rows, data_files, old, first, new, second, problem
 ) -> None:
-    first = pa.table({"id": [1], "amount": pa.array(["7"] if old == pa.string() else [7], old)})
-    wap("t.narrow", first, "r1")
-    table_before = lh.table("t.narrow")
-    files_before = data_files("t.narrow")
+    wap("t.change", {"id": [1], "amount": pa.array([first], old), "note": ["a"]}, "r1")
+    table_before = lh.table("t.change")
+    files_before = data_files("t.change")
 
-    second = pa.table({"id": [2], "amount": pa.array([8], new)})
-    with pytest.raises(SchemaChangeError, match="amount") as info:
-        wap("t.narrow", second, "r2")
+    with pytest.raises(SchemaChangeError) as info:
+        wap("t.change", {"id": [2], "amount": pa.array([second], new), "note": ["b"]}, "r2")
 
-    assert info.value.asset == "t.narrow"
-    table_after = lh.table("t.narrow")
+    assert _problems(info.value) == [problem]  # names the column, and only that column
+    assert info.value.asset == "t.change"
+    table_after = lh.table("t.change")
     assert table_after.schema() == table_before.schema()
     assert main_snapshot_id(table_after) == main_snapshot_id(table_before)
-    assert data_files("t.narrow") == files_before
-    assert len(rows("t.narrow")) == 1
+    assert data_files("t.change") == files_before
+    assert rows("t.change") == [{"id": 1, "amount": first, "note": "a"}]
+
+
+@pytest.mark.parametrize(
+    ("wide", "narrow", "value"),
+    [(pa.int64(), pa.int32(), 8), (pa.float64(), pa.float32(), 0.5)],
+    ids=["long_gets_int", "double_gets_float"],
+)
+def test_table_type_is_never_narrowed_by_a_narrower_result(
+    lh: Lakehouse, wap, rows, wide: pa.DataType, narrow: pa.DataType, value: float
+) -> None:
+    wap("t.wide", {"n": pa.array([2**40 if wide == pa.int64() else 1e300], wide)}, "r1")
+    schema_before = lh.table("t.wide").schema()
+
+    result = wap("t.wide", {"n": pa.array([value], narrow)}, "r2")
+
+    assert result.status == "published"
+    assert lh.table("t.wide").schema() == schema_before  # still long / double
+    assert rows("t.wide") == [{"n": value}]
+    # A wide value written afterwards still fits: nothing was narrowed.
+    big = 2**40 if wide == pa.int64() else 1e300
+    wap("t.wide", {"n": pa.array([big], wide)}, "r3")
+    assert rows("t.wide") == [{"n": big}]
 
 
 def test_string_to_int_is_rejected_by_ensure_table_naming_the_column(lh: Lakehouse) -> None:
-    ensure_table(lh.catalog, "t.codes", pa.schema([("code", pa.string())]))
-    with pytest.raises(SchemaChangeError, match=r"code: string -> int"):
-        ensure_table(lh.catalog, "t.codes", pa.schema([("code", pa.int32())]))
+    ensure_table(lh.catalog, "t.codes", pa.schema([("id", pa.int64()), ("code", pa.string())]))
+    with pytest.raises(SchemaChangeError) as info:
+        ensure_table(lh.catalog, "t.codes", pa.schema([("id", pa.int64()), ("code", pa.int32())]))
+    assert _problems(info.value) == ["code: string -> int"]
     assert lh.table("t.codes").schema().find_field("code").field_type == StringType()
 
 

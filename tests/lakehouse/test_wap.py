@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,11 +18,14 @@ import pyarrow as pa
 import pytest
 
 from lakehouse import audits
+from lakehouse import tables as tables_module
 from lakehouse import wap as wap_module
+from lakehouse import writes as writes_module
 from lakehouse.branches import Lakehouse, list_branches, main_snapshot_id
 from lakehouse.config import CatalogConfig
 from lakehouse.errors import PublishConflictError
 from lakehouse.provenance import Provenance, snapshot_provenance
+from lakehouse.tables import INITIAL_PROPERTY
 from lakehouse.wap import WapResult, write_audit_publish
 
 
@@ -236,15 +241,55 @@ def test_two_writers_on_two_tables_both_publish(lh: Lakehouse, rows, audit_barri
     assert list_branches(lh.catalog) == []
 
 
+def test_two_writers_creating_the_same_new_table_at_once(
+    lh: Lakehouse, rows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whoever enters table creation first waits (briefly) for the other to enter too: without
+    # the per-table lock both would create the table and its first snapshot at the same time.
+    both_inside = threading.Barrier(2, timeout=0.5)
+    real = tables_module.ensure_namespace
+
+    def rendezvous(*args: Any, **kwargs: Any) -> None:
+        with contextlib.suppress(threading.BrokenBarrierError):  # the lock kept them apart
+            both_inside.wait()
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(tables_module, "ensure_namespace", rendezvous)
+    data = {"sluice-a": _writer_data("a", 3), "sluice-b": _writer_data("b", 4)}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {b: pool.submit(_run, lh, "s.brand_new", d, b) for b, d in data.items()}
+        outcomes = {b: f.result(timeout=60) for b, f in futures.items()}
+
+    published = [b for b, o in outcomes.items() if isinstance(o, WapResult)]
+    others = [o for o in outcomes.values() if not isinstance(o, WapResult)]
+    assert len(published) >= 1, outcomes
+    assert all(isinstance(o, PublishConflictError) for o in others), outcomes
+    table = lh.table("s.brand_new")
+    initial = [
+        s
+        for s in table.snapshots()
+        if s.summary and INITIAL_PROPERTY in s.summary.additional_properties
+    ]
+    assert len(initial) == 1  # one table, one empty first snapshot
+    on_main = snapshot_provenance(table, main_snapshot_id(table))
+    assert on_main is not None and on_main.run_id in published
+    assert rows("s.brand_new") == data[on_main.run_id].to_pylist()
+
+
 def test_reader_failing_mid_stream_leaves_main_unchanged_and_no_branch(
-    lh: Lakehouse, wap, rows, data_files
+    lh: Lakehouse, wap, rows, data_files, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before = wap("s.stream", {"id": [1, 2]}, "r1")
     files_before = data_files("s.stream")
+    monkeypatch.setattr(writes_module, "ROW_GROUP_ROWS", 2)
+    monkeypatch.setattr(writes_module, "FILE_ROWS", 2)
     schema = pa.schema([("id", pa.int64())])
+    files_mid_stream: set[str] = set()
 
     def batches() -> Iterator[pa.RecordBatch]:
-        yield pa.record_batch([pa.array([10, 11])], schema=schema)
+        for start in (10, 20, 30):
+            yield pa.record_batch([pa.array([start, start + 1])], schema=schema)
+        files_mid_stream.update(data_files("s.stream") - files_before)
         raise ConnectionError("source went away")
 
     with pytest.raises(ConnectionError, match="source went away"):
@@ -255,7 +300,8 @@ def test_reader_failing_mid_stream_leaves_main_unchanged_and_no_branch(
     assert rows("s.stream") == [{"id": 1}, {"id": 2}]
     assert set(table.metadata.refs) == {"main"}
     assert list_branches(lh.catalog) == []
-    assert data_files("s.stream") == files_before  # the partial file was removed
+    assert len(files_mid_stream) >= 2  # files really were written before the failure...
+    assert data_files("s.stream") == files_before  # ...and were removed
 
 
 def test_crash_between_write_and_publish_keeps_main_and_lists_the_branch(
@@ -279,6 +325,38 @@ def test_crash_between_write_and_publish_keeps_main_and_lists_the_branch(
 
 
 # --- two processes ----------------------------------------------------------------------------
+
+LOCK_HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+
+    from lakehouse.locks import TableLocks
+
+    with TableLocks(Path(sys.argv[1])).hold("race.table"):
+        print("held", flush=True)
+        time.sleep(0.6)
+    """
+)
+
+
+def test_commit_lock_is_shared_with_another_process(lh: Lakehouse, tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(tmp_path / "catalog" / "locks")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        with lh.locks.hold("race.other"):  # another table: not blocked
+            assert time.monotonic() - started < 0.3
+        with lh.locks.hold("race.table"):  # the same table: waits for the other process
+            waited = time.monotonic() - started
+        assert waited >= 0.3
+    finally:
+        holder.wait(timeout=30)
+
 
 WORKER = textwrap.dedent(
     """
