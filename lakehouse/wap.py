@@ -12,15 +12,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import duckdb
 import pyarrow as pa
 
+from lakehouse import duck
 from lakehouse.audits import Check, CheckResult, run_checks
 from lakehouse.branches import Lakehouse, main_snapshot_id, publish, write_branch
 from lakehouse.errors import SluiceError
 from lakehouse.provenance import Provenance
 from lakehouse.reads import create_view
-from lakehouse.tables import ensure_table, split_identifier, storable_schema, write_schema
+from lakehouse.tables import (
+    ensure_table,
+    load_table,
+    split_identifier,
+    storable_schema,
+    write_schema,
+)
 from lakehouse.writes import write_data_files
 
 AUDIT_VIEW = "this"
@@ -50,14 +56,14 @@ def audit_snapshot(
     if not checks:
         return ()
     table = lh.table(identifier)
-    con = duckdb.connect()
+    con = duck.connect()
     try:
         create_view(con, (AUDIT_VIEW,), table, snapshot_id)
         create_view(con, split_identifier(identifier), table, snapshot_id)
         for ref in sorted({r for c in checks for r in c.references} - {identifier}):
-            other = lh.table(ref)
-            other_main = main_snapshot_id(other)
-            if other_main is not None:
+            other = load_table(lh.catalog, ref)
+            other_main = main_snapshot_id(other) if other is not None else None
+            if other is not None and other_main is not None:
                 create_view(con, split_identifier(ref), other, other_main)
         return tuple(run_checks(con, AUDIT_VIEW, checks))
     finally:

@@ -7,6 +7,7 @@ by the write-audit-publish cycle, not here.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyiceberg.table import Table
 
+from lakehouse.errors import SchemaChangeError
 from lakehouse.tables import cast_batch
 
 ROW_GROUP_ROWS = 131_072
@@ -88,9 +90,12 @@ def write_data_files(
         if not paths:
             writer = open_file()
         close_file()
-    except BaseException:
+    except BaseException as exc:
         close_file()
         for path in paths:
-            table.io.delete(path)
+            with contextlib.suppress(OSError):
+                table.io.delete(path)
+        if isinstance(exc, pa.ArrowInvalid | pa.ArrowNotImplementedError):
+            raise SchemaChangeError(f"result cannot be written to the table: {exc}") from exc
         raise
     return WrittenFiles(paths=tuple(paths), rows=total)
