@@ -81,18 +81,7 @@ def _record(result: StepOutcome | Blocked, step: PlannedStep, run_id: str) -> St
         rows=result.rows,
         error=result.error,
         reasons=reasons,
-        checks=[
-            CheckRecord(
-                name=c.name,
-                kind=c.kind,
-                severity=c.severity,
-                passed=c.passed,
-                failing_rows=c.failing_rows,
-                samples=c.samples,
-                error=c.error,
-            )
-            for c in result.checks
-        ],
+        checks=[CheckRecord(**c.model_dump()) for c in result.checks],
     )
 
 
