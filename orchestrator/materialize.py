@@ -146,3 +146,34 @@ def run_plan(
         return summary
     finally:
         store.finish_run(run_id, status)
+
+
+def materialize_selection(
+    project: Project,
+    selection: Sequence[str],
+    *,
+    command: str,
+    force: bool = False,
+    as_of: datetime | None = None,
+    on_event: EventHook | None = None,
+) -> RunSummary:
+    """Plan and run `selection` now: the one entry point of the CLI and the scheduler.
+
+    `as_of` is the moment the run stands for (a schedule tick); partitioned assets build the
+    partitions complete at that moment.
+    """
+    lh = open_lakehouse(project)
+    plan = make_plan(project, lh, selection, force=force)
+    store = StateStore(project.config.state_url)
+    try:
+        return run_plan(
+            project,
+            lh,
+            store,
+            plan,
+            command=command,
+            selection=" ".join(selection) or "*",
+            on_event=on_event,
+        )
+    finally:
+        store.close()
