@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
-from pyiceberg.expressions import AlwaysTrue
+from pyiceberg.expressions import AlwaysTrue, BooleanExpression
 from pyiceberg.table import Table
 from pyiceberg.table.refs import MAIN_BRANCH, SnapshotRefType
 from pyiceberg.table.snapshots import ancestors_of
@@ -74,6 +74,13 @@ def is_ancestor(table: Table, snapshot_id: int, of: int | None) -> bool:
     )
 
 
+def _matching_files(table: Table, snapshot_id: int, row_filter: BooleanExpression) -> bool:
+    """Whether any data file of the snapshot may hold rows matching `row_filter`."""
+    return any(
+        True for _ in table.scan(snapshot_id=snapshot_id, row_filter=row_filter).plan_files()
+    )
+
+
 def _live_data_files(table: Table, snapshot_id: int) -> set[str]:
     """Paths of every data file of a snapshot, empty files included (scans prune those)."""
     snapshot = table.snapshot_by_id(snapshot_id)
@@ -119,10 +126,13 @@ def write_branch(
     paths: tuple[str, ...],
     properties: dict[str, str],
     replace: bool = True,
+    row_filter: BooleanExpression | None = None,
 ) -> int:
-    """Create `branch` at `base_snapshot_id` holding `paths` (replacing all rows if `replace`).
+    """Create `branch` at `base_snapshot_id` holding `paths`.
 
-    One catalog commit: the branch never exists half-written. Returns the branch head.
+    With `replace`, the rows matching `row_filter` (all rows when None) are removed first, so a
+    partition is replaced exactly. One catalog commit: the branch never exists half-written.
+    Both snapshots of the commit carry `properties`. Returns the branch head.
     """
 
     _require_audit_branch(identifier, branch)
@@ -136,7 +146,7 @@ def write_branch(
         if not is_ancestor(table, base_snapshot_id, of=existing):
             return False
         files = _live_data_files(table, existing)
-        return files == wanted if replace else wanted <= files
+        return files == wanted if replace and row_filter is None else wanted <= files
 
     def step(table: Table) -> int:
         existing = branch_snapshot_id(table, branch)
@@ -148,8 +158,14 @@ def write_branch(
         ManageSnapshots(tx).create_branch(base_snapshot_id, branch).commit()
         # Only delete when there is something to delete: pyiceberg warns otherwise, and
         # silencing that with `warnings.catch_warnings` is not thread-safe.
-        if replace and _live_data_files(table, base_snapshot_id):
-            tx.delete(AlwaysTrue(), branch=branch)
+        if replace and row_filter is None and _live_data_files(table, base_snapshot_id):
+            tx.delete(AlwaysTrue(), snapshot_properties=properties, branch=branch)
+        elif (
+            replace
+            and row_filter is not None
+            and _matching_files(table, base_snapshot_id, row_filter)
+        ):
+            tx.delete(row_filter, snapshot_properties=properties, branch=branch)
         tx.add_files(list(paths), snapshot_properties=properties, branch=branch)
         tx.commit_transaction()
         head = branch_snapshot_id(lh.table(identifier), branch)

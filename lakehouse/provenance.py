@@ -17,6 +17,7 @@ CODE_VERSION = "sluice.code-version"
 PARTITION = "sluice.partition"
 INPUTS = "sluice.inputs"
 CHECKS = "sluice.checks"
+WINDOW = "sluice.window"
 
 
 class Provenance(BaseModel):
@@ -32,6 +33,8 @@ class Provenance(BaseModel):
     partition: str | None = None
     inputs: dict[str, int] = Field(default_factory=dict)
     checks: tuple[str, ...] = ()
+    window: tuple[str, str, str] | None = None
+    """`(column, start, end)` of the rows this snapshot replaced; None for the whole table."""
 
     def to_properties(self) -> dict[str, str]:
         """Snapshot summary properties (Iceberg summaries hold strings only)."""
@@ -41,6 +44,7 @@ class Provenance(BaseModel):
             PARTITION: self.partition or "",
             INPUTS: json.dumps(self.inputs, sort_keys=True),
             CHECKS: json.dumps(list(self.checks)),
+            **({WINDOW: json.dumps(list(self.window))} if self.window else {}),
         }
 
     @classmethod
@@ -54,6 +58,7 @@ class Provenance(BaseModel):
             partition=properties.get(PARTITION) or None,
             inputs={k: int(v) for k, v in json.loads(properties.get(INPUTS, "{}")).items()},
             checks=tuple(json.loads(properties.get(CHECKS, "[]"))),
+            window=tuple(json.loads(properties[WINDOW])) if WINDOW in properties else None,
         )
 
 

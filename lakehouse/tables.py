@@ -9,13 +9,16 @@ lose data (a type change, dropping a required column) is rejected before a file 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchTableError, TableAlreadyExistsError
 from pyiceberg.io.pyarrow import _pyarrow_to_schema_without_ids, schema_to_pyarrow
-from pyiceberg.schema import promote
+from pyiceberg.schema import Schema, promote
 from pyiceberg.table import Table
+from pyiceberg.transforms import Transform
 from pyiceberg.types import IcebergType, NestedField
 
 from lakehouse.catalog import ensure_namespace
@@ -155,11 +158,19 @@ def plan_evolution(identifier: str, current: Table, new: pa.Schema) -> bool:
     return changes or any(name not in old_arrow.names for name in new.names)
 
 
-def ensure_table(catalog: Catalog, identifier: str, schema: pa.Schema) -> Table:
+def ensure_table(
+    catalog: Catalog,
+    identifier: str,
+    schema: pa.Schema,
+    partitioning: Callable[[Schema], Transform | None] | None = None,  # type: ignore[type-arg]
+    partition_column: str | None = None,
+) -> Table:
     """Create the table from `schema`, or evolve it to accept `schema`; returns it freshly loaded.
 
     A new table gets an empty first snapshot on `main` (marked `sluice.initial`) so that audit
-    branches always have a parent: consumers see an empty table, never unaudited rows.
+    branches always have a parent: consumers see an empty table, never unaudited rows. With
+    `partitioning`, the table's spec gets that transform of `partition_column` (replacing a
+    partition is then a metadata operation on whole files).
     """
     namespace, _ = split_identifier(identifier)
     ensure_namespace(catalog, namespace)
@@ -169,17 +180,34 @@ def ensure_table(catalog: Catalog, identifier: str, schema: pa.Schema) -> Table:
             table = catalog.create_table(identifier, schema=schema)
         except TableAlreadyExistsError:
             table = catalog.load_table(identifier)
+    if plan_evolution(identifier, table, schema):
+        with table.update_schema() as update:
+            update.union_by_name(schema)
+        table = catalog.load_table(identifier)
+    if partitioning is not None and partition_column is not None:
+        transform = partitioning(table.schema())
+        if transform is not None and not _has_partition(table, partition_column, transform):
+            source_id = table.schema().find_field(partition_column).field_id
+            with table.update_spec() as update:
+                for field in table.spec().fields:
+                    update.remove_field(field.name)
+                update.add_field(partition_column, transform, f"{partition_column}_{transform}")
+            table = catalog.load_table(identifier)
+            assert any(f.source_id == source_id for f in table.spec().fields)
     if table.metadata.current_snapshot_id is None:
         with table.transaction() as tx:
             tx.update_snapshot(
                 snapshot_properties={INITIAL_PROPERTY: "true"}
             ).fast_append().commit()
         table = catalog.load_table(identifier)
-    if plan_evolution(identifier, table, schema):
-        with table.update_schema() as update:
-            update.union_by_name(schema)
-        table = catalog.load_table(identifier)
     return table
+
+
+def _has_partition(table: Table, column: str, transform: Transform) -> bool:  # type: ignore[type-arg]
+    source_id = table.schema().find_field(column).field_id
+    return [(f.source_id, str(f.transform)) for f in table.spec().fields] == [
+        (source_id, str(transform))
+    ]
 
 
 def write_schema(table: Table, result: pa.Schema) -> pa.Schema:

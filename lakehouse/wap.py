@@ -8,18 +8,28 @@ conflict, `main` is untouched and the branch is kept for inspection.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import pyarrow as pa
+from pyiceberg.table import Table
+from pyiceberg.table.snapshots import ancestors_of
 
 from lakehouse import duck
 from lakehouse.audits import Check, CheckResult, run_checks
-from lakehouse.branches import Lakehouse, main_snapshot_id, publish, write_branch
-from lakehouse.errors import SluiceError
-from lakehouse.provenance import Provenance
-from lakehouse.reads import create_view
+from lakehouse.branches import (
+    Lakehouse,
+    main_snapshot_id,
+    publish,
+    remove_branch,
+    write_branch,
+)
+from lakehouse.errors import PublishConflictError, SluiceError
+from lakehouse.provenance import Provenance, snapshot_provenance
+from lakehouse.reads import create_files_view, create_view
 from lakehouse.tables import (
     ensure_table,
     load_table,
@@ -27,9 +37,11 @@ from lakehouse.tables import (
     storable_schema,
     write_schema,
 )
+from lakehouse.windows import RowWindow
 from lakehouse.writes import write_data_files
 
 AUDIT_VIEW = "this"
+REAPPLY_ATTEMPTS = 12
 
 
 @dataclass(frozen=True)
@@ -50,16 +62,21 @@ class WapResult:
 
 
 def audit_snapshot(
-    lh: Lakehouse, identifier: str, snapshot_id: int, checks: Sequence[Check]
+    lh: Lakehouse,
+    identifier: str,
+    snapshot_id: int,
+    checks: Sequence[Check],
+    window: RowWindow | None = None,
 ) -> tuple[CheckResult, ...]:
-    """Run `checks` over one snapshot; referenced tables are read at their `main`."""
+    """Run `checks` over one snapshot (its rows in `window` only, when given); referenced
+    tables are read at their `main`."""
     if not checks:
         return ()
     table = lh.table(identifier)
     con = duck.connect()
     try:
-        create_view(con, (AUDIT_VIEW,), table, snapshot_id)
-        create_view(con, split_identifier(identifier), table, snapshot_id)
+        create_view(con, (AUDIT_VIEW,), table, snapshot_id, window)
+        create_view(con, split_identifier(identifier), table, snapshot_id, window)
         for ref in sorted({r for c in checks for r in c.references} - {identifier}):
             other = load_table(lh.catalog, ref)
             other_main = main_snapshot_id(other) if other is not None else None
@@ -70,6 +87,46 @@ def audit_snapshot(
         con.close()
 
 
+def window_check(table: Table, paths: Sequence[str], window: RowWindow) -> CheckResult:
+    """Every written row lies inside the window: a partition write must never touch rows of
+    another partition (they would survive the next replace of that partition)."""
+    con = duck.connect()
+    try:
+        create_files_view(con, "written", paths)
+        predicate = window.sql_predicate(table.schema())
+        outside = f"SELECT * FROM written WHERE NOT coalesce({predicate}, false)"
+        row = con.execute(f"SELECT count(*) FROM ({outside})").fetchall()[0]
+        count = int(row[0]) if row else 0
+        sample_sql = f"{outside} LIMIT 5"
+        samples = con.sql(sample_sql).to_arrow_table().to_pylist() if count else []
+    finally:
+        con.close()
+    return CheckResult(
+        name=f"partition_window({window.column} in {window.label})",
+        kind="partition_window",
+        severity="error",
+        passed=count == 0,
+        failing_rows=int(count),
+        samples=[{k: str(v) for k, v in row.items()} for row in samples],
+    )
+
+
+def _overlapping_write(table: Table, base: int, current: int, window: RowWindow) -> str | None:
+    """Why the snapshots `main` gained since `base` conflict with a write of `window`, or None
+    when they only touched other partitions (so the write can be re-applied on top)."""
+    for snapshot in ancestors_of(table.snapshot_by_id(current), table.metadata):
+        if snapshot.snapshot_id == base:
+            return None
+        prov = snapshot_provenance(table, snapshot.snapshot_id)
+        if prov is None:
+            return f"snapshot {snapshot.snapshot_id} was not written by Sluice"
+        if prov.window is None:
+            return f"run {prov.run_id} replaced the whole table"
+        if window.overlaps(*prov.window):
+            return f"run {prov.run_id} wrote the same rows ({prov.partition})"
+    return f"main no longer descends from snapshot {base} (rolled back?)"
+
+
 def write_audit_publish(
     lh: Lakehouse,
     identifier: str,
@@ -78,43 +135,75 @@ def write_audit_publish(
     branch: str,
     provenance: Provenance,
     checks: Sequence[Check] = (),
+    window: RowWindow | None = None,
 ) -> WapResult:
-    """Materialize `data` as the new content of table `identifier` through WAP.
+    """Materialize `data` as the new content of table `identifier` (or of its rows in `window`)
+    through WAP.
 
     Guarantees: `main` only ever moves to a snapshot whose error-severity checks all passed;
-    rerunning with the same data yields the same rows; a concurrent publish to the same table
-    raises `PublishConflictError` instead of silently dropping either write.
+    rerunning with the same data yields the same rows, never duplicates; a window write leaves
+    every other row untouched. If `main` moved meanwhile because another writer published
+    other partitions, the write is re-applied on the new `main` and audited again; a writer of
+    the same rows (or of the whole table) makes this raise `PublishConflictError`.
     """
     schema = storable_schema(data.schema)
     with lh.locks.hold(identifier):
-        table = ensure_table(lh.catalog, identifier, schema)
+        table = ensure_table(
+            lh.catalog,
+            identifier,
+            schema,
+            partitioning=window.spec_transform if window else None,
+            partition_column=window.column if window else None,
+        )
     base = main_snapshot_id(table)
     if base is None:
         raise SluiceError(f"table {identifier} has no main branch", asset=identifier)
-    written = write_data_files(table, data, write_schema(table, schema), prefix=branch)
+    written = write_data_files(
+        table,
+        data,
+        write_schema(table, schema),
+        prefix=branch,
+        split=window.split if window else None,
+    )
+    if window is not None:
+        provenance = provenance.model_copy(update={"window": tuple(window.to_json())})
     properties = provenance.model_copy(
         update={"checks": tuple(c.name for c in checks if c.severity == "error")}
     ).to_properties()
-    head = write_branch(
-        lh,
-        identifier,
-        branch=branch,
-        base_snapshot_id=base,
-        paths=written.paths,
-        properties=properties,
-    )
-    results = audit_snapshot(lh, identifier, head, checks)
-    status: Literal["published", "audit_failed"] = "published"
-    if any(r.blocking for r in results):
-        status = "audit_failed"
-    else:
-        publish(lh, identifier, branch=branch, base_snapshot_id=base, head=head)
-    return WapResult(
-        status=status,
-        identifier=identifier,
-        branch=branch,
-        base_snapshot_id=base,
-        snapshot_id=head,
-        rows=written.rows,
-        checks=results,
-    )
+    row_filter = window.iceberg_filter(table.schema()) if window else None
+    for attempt in range(1, REAPPLY_ATTEMPTS + 1):
+        head = write_branch(
+            lh,
+            identifier,
+            branch=branch,
+            base_snapshot_id=base,
+            paths=written.paths,
+            properties=properties,
+            row_filter=row_filter,
+        )
+        results = audit_snapshot(lh, identifier, head, checks, window)
+        if window is not None:
+            results = (window_check(table, written.paths, window), *results)
+        if any(r.blocking for r in results):
+            return WapResult("audit_failed", identifier, branch, base, head, written.rows, results)
+        try:
+            publish(lh, identifier, branch=branch, base_snapshot_id=base, head=head)
+        except PublishConflictError:
+            if window is None or attempt == REAPPLY_ATTEMPTS:
+                raise
+            current_table = lh.table(identifier)
+            current = main_snapshot_id(current_table)
+            assert current is not None
+            reason = _overlapping_write(current_table, base, current, window)
+            if reason is not None:
+                raise PublishConflictError(
+                    f"{window.label} of {identifier} conflicts: {reason}; branch {branch!r} "
+                    "is kept and main is untouched",
+                    asset=identifier,
+                ) from None
+            remove_branch(lh, identifier, branch)
+            base = current
+            time.sleep(min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.5))
+            continue
+        return WapResult("published", identifier, branch, base, head, written.rows, results)
+    raise AssertionError("unreachable")

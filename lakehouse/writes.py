@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyiceberg.table import Table
 
@@ -47,55 +49,74 @@ def _rechunk(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]
         yield pa.Table.from_batches(pending)
 
 
+class _DataFiles:
+    """Open Parquet files by partition key; a file is cut when it reaches `FILE_ROWS`."""
+
+    def __init__(self, table: Table, schema: pa.Schema, prefix: str) -> None:
+        self.table, self.schema, self.prefix = table, schema, prefix
+        self.paths: list[str] = []
+        self._open: dict[str, tuple[pq.ParquetWriter, Any, int]] = {}
+
+    def write(self, key: str, chunk: pa.Table) -> None:
+        if key not in self._open:
+            path = f"{self.table.location()}/data/{self.prefix}-{uuid.uuid4().hex[:12]}.parquet"
+            stream = self.table.io.new_output(path).create(overwrite=True)
+            self.paths.append(path)
+            self._open[key] = (pq.ParquetWriter(stream, self.schema, compression="zstd"), stream, 0)
+        writer, stream, rows = self._open[key]
+        writer.write_table(chunk, row_group_size=ROW_GROUP_ROWS)
+        self._open[key] = (writer, stream, rows + chunk.num_rows)
+        if rows + chunk.num_rows >= FILE_ROWS:
+            self.close(key)
+
+    def close(self, key: str) -> None:
+        writer, stream, _ = self._open.pop(key)
+        try:
+            writer.close()
+        finally:
+            stream.close()
+
+    def close_all(self) -> None:
+        for key in list(self._open):
+            self.close(key)
+
+
 def write_data_files(
-    table: Table, reader: pa.RecordBatchReader, schema: pa.Schema, prefix: str
+    table: Table,
+    reader: pa.RecordBatchReader,
+    schema: pa.Schema,
+    prefix: str,
+    split: Callable[[pa.Table], pa.Array] | None = None,
 ) -> WrittenFiles:
     """Write `reader` as Parquet files of `schema` into the table's data folder.
 
-    Always writes at least one file (possibly empty) so that the branch snapshot exists and
-    carries provenance even for an empty result.
+    With `split`, rows go to one file per key that `split` assigns them (a partition), so each
+    file holds exactly one partition. Always writes at least one file (possibly empty) so that
+    the branch snapshot exists and carries provenance even for an empty result. On any error
+    the files written so far are deleted.
     """
-    paths: list[str] = []
+    files = _DataFiles(table, schema, prefix)
     total = 0
-    writer: pq.ParquetWriter | None = None
-    stream = None
-    file_rows = 0
-
-    def open_file() -> pq.ParquetWriter:
-        nonlocal stream
-        path = f"{table.location()}/data/{prefix}-{uuid.uuid4().hex[:12]}.parquet"
-        paths.append(path)
-        stream = table.io.new_output(path).create(overwrite=True)
-        return pq.ParquetWriter(stream, schema, compression="zstd")
-
-    def close_file() -> None:
-        nonlocal writer, stream
-        if writer is not None:
-            writer.close()
-        if stream is not None:
-            stream.close()
-        writer, stream = None, None
-
     try:
         casted = (cast_batch(batch, schema) for batch in reader)
         for chunk in _rechunk(casted, ROW_GROUP_ROWS):
-            if writer is None:
-                writer = open_file()
-                file_rows = 0
-            writer.write_table(chunk, row_group_size=ROW_GROUP_ROWS)
-            file_rows += chunk.num_rows
             total += chunk.num_rows
-            if file_rows >= FILE_ROWS:
-                close_file()
-        if not paths:
-            writer = open_file()
-        close_file()
+            if split is None:
+                files.write("", chunk)
+                continue
+            keys = split(chunk)
+            for key in pc.unique(keys).to_pylist():
+                files.write(str(key), chunk.filter(pc.equal(keys, key)))
+        if not files.paths:
+            files.write("", schema.empty_table())
+        files.close_all()
     except BaseException as exc:
-        close_file()
-        for path in paths:
+        with contextlib.suppress(Exception):
+            files.close_all()
+        for path in files.paths:
             with contextlib.suppress(OSError):
                 table.io.delete(path)
         if isinstance(exc, pa.ArrowInvalid | pa.ArrowNotImplementedError):
             raise SchemaChangeError(f"result cannot be written to the table: {exc}") from exc
         raise
-    return WrittenFiles(paths=tuple(paths), rows=total)
+    return WrittenFiles(paths=tuple(files.paths), rows=total)

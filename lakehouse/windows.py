@@ -1,0 +1,120 @@
+"""Row windows: the rows of one partition (or a range of them) as `start <= column < end`.
+
+The lakehouse knows nothing of calendars; the orchestrator hands it a window, and here it
+becomes an Iceberg row filter (for replacing and pruning files), a DuckDB predicate (for
+scoping audits and reads), and a partition transform for the table's spec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyiceberg.expressions import And, BooleanExpression, GreaterThanOrEqual, LessThan
+from pyiceberg.schema import Schema
+from pyiceberg.transforms import DayTransform, HourTransform, MonthTransform, Transform
+from pyiceberg.types import DateType, TimestampType, TimestamptzType
+from sqlglot import exp
+
+from lakehouse.errors import SchemaChangeError
+
+TransformName = Literal["hour", "day", "month"]
+SPLIT_FORMATS = {"hour": "%Y-%m-%dT%H", "day": "%Y-%m-%d", "month": "%Y-%m"}
+TRANSFORMS: dict[str, type[Transform]] = {  # type: ignore[type-arg]
+    "hour": HourTransform,
+    "day": DayTransform,
+    "month": MonthTransform,
+}
+
+
+@dataclass(frozen=True)
+class RowWindow:
+    """Rows with `start <= column < end`; `label` names it (a partition key or a range).
+
+    Bounds are timezone-aware. A `date` column compares with the bounds' local dates, a
+    timestamp without time zone with their local wall-clock time, a `timestamptz` column with
+    the absolute instants.
+    """
+
+    column: str
+    start: datetime
+    end: datetime
+    label: str
+    transform: TransformName = "day"
+
+    def overlaps(self, column: str, start: str, end: str) -> bool:
+        """Whether this window overlaps a window recorded as ISO strings on the same column."""
+        if column != self.column:
+            return True
+        return datetime.fromisoformat(start) < self.end and self.start < datetime.fromisoformat(end)
+
+    def bounds(self, schema: Schema) -> tuple[date | datetime, date | datetime]:
+        """The bounds as values comparable with the column's type."""
+        field = schema.find_field(self.column)
+        if isinstance(field.field_type, DateType):
+            return self.start.date(), self.end.date()
+        if isinstance(field.field_type, TimestamptzType):
+            return self.start.astimezone(UTC), self.end.astimezone(UTC)
+        if isinstance(field.field_type, TimestampType):
+            return self.start.replace(tzinfo=None), self.end.replace(tzinfo=None)
+        raise SchemaChangeError(
+            f"partition column {self.column!r} is {field.field_type}; "
+            "it must be a date or a timestamp"
+        )
+
+    def iceberg_filter(self, schema: Schema) -> BooleanExpression:
+        low, high = self.bounds(schema)
+        return And(
+            GreaterThanOrEqual(self.column, low.isoformat()),  # type: ignore[call-arg,arg-type]
+            LessThan(self.column, high.isoformat()),  # type: ignore[call-arg,arg-type]
+        )
+
+    def sql_predicate(self, schema: Schema) -> str:
+        """DuckDB predicate selecting the window (values rendered by sqlglot, never spliced)."""
+        low, high = self.bounds(schema)
+        kind = (
+            "DATE"
+            if isinstance(low, date) and not isinstance(low, datetime)
+            else ("TIMESTAMPTZ" if isinstance(low, datetime) and low.tzinfo else "TIMESTAMP")
+        )
+        column = exp.column(self.column, quoted=True)
+
+        def literal(value: date | datetime) -> exp.Expression:
+            return exp.cast(exp.Literal.string(value.isoformat()), kind)
+
+        predicate = exp.and_(
+            exp.GTE(this=column.copy(), expression=literal(low)),
+            exp.LT(this=column.copy(), expression=literal(high)),
+        )
+        return predicate.sql(dialect="duckdb")
+
+    def spec_transform(self, schema: Schema) -> Transform | None:  # type: ignore[type-arg]
+        """The partition transform for the table, or None when Iceberg's UTC transforms would
+        not line up with the window (a `timestamptz` column partitioned in another timezone)."""
+        field = schema.find_field(self.column)
+        if (
+            isinstance(field.field_type, TimestamptzType)
+            and self.start.utcoffset() != self.end.utcoffset()
+        ):
+            return None
+        if isinstance(field.field_type, TimestamptzType) and self.start.utcoffset():
+            return None
+        if isinstance(field.field_type, DateType) and self.transform == "hour":
+            return None
+        return TRANSFORMS[self.transform]()  # type: ignore[call-arg]
+
+    def split(self, rows: pa.Table) -> pa.Array:
+        """Each row's partition within the window (by the window's transform, in its timezone),
+        so that every data file holds exactly one partition."""
+        values = rows.column(self.column).combine_chunks()
+        if pa.types.is_timestamp(values.type) and values.type.tz is not None:
+            zone = getattr(self.start.tzinfo, "key", "UTC")
+            values = values.cast(pa.timestamp(values.type.unit, tz=zone))
+        keys = pc.strftime(values, format=SPLIT_FORMATS[self.transform])
+        return pc.fill_null(keys, "null")
+
+    def to_json(self) -> list[str]:
+        return [self.column, self.start.isoformat(), self.end.isoformat()]
