@@ -10,6 +10,7 @@ import json
 
 from pydantic import BaseModel, ConfigDict, Field
 from pyiceberg.table import Table
+from pyiceberg.table.snapshots import ancestors_of
 
 PREFIX = "sluice."
 RUN_ID = "sluice.run-id"
@@ -70,3 +71,19 @@ def snapshot_provenance(table: Table, snapshot_id: int | None) -> Provenance | N
     if snapshot is None or snapshot.summary is None:
         return None
     return Provenance.from_properties(dict(snapshot.summary.additional_properties))
+
+
+def published_history(table: Table) -> list[tuple[int, Provenance]]:
+    """The snapshots Sluice published into `main`'s history, newest first: one per write (the
+    head of each write; the delete snapshot inside the same commit shares its provenance)."""
+    head = table.metadata.refs.get("main")
+    if head is None:
+        return []
+    history: list[tuple[int, Provenance]] = []
+    previous: Provenance | None = None
+    for snapshot in ancestors_of(table.snapshot_by_id(head.snapshot_id), table.metadata):
+        provenance = snapshot_provenance(table, snapshot.snapshot_id)
+        if provenance is not None and provenance != previous:
+            history.append((snapshot.snapshot_id, provenance))
+        previous = provenance
+    return history

@@ -11,7 +11,6 @@ import ast
 import hashlib
 import inspect
 import math
-import re
 import textwrap
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,24 +18,12 @@ from typing import Any, Literal
 
 from lakehouse.audits import Check
 from orchestrator.errors import DefinitionError, InvalidNameError
+from orchestrator.names import NAME_PATTERN as NAME_PATTERN
+from orchestrator.names import validate_name as validate_name
+from orchestrator.partitions import TimePartitions
 
-NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CONTEXT_PARAMS = ("ctx", "context")
 DEFAULT_LAYER = "default"
-
-
-def validate_name(
-    value: str, what: str, *, file: str | None = None, line: int | None = None
-) -> str:
-    """Return `value` if it is a valid identifier part, else raise `InvalidNameError`."""
-    if not isinstance(value, str) or not NAME_PATTERN.match(value):
-        raise InvalidNameError(
-            f"invalid {what} {value!r}: use letters, digits and underscores, "
-            "not starting with a digit",
-            file=file,
-            line=line,
-        )
-    return value
 
 
 @dataclass(frozen=True, order=True)
@@ -104,12 +91,18 @@ class Asset:
     inputs: tuple[tuple[str, str], ...] = ()
     deps: tuple[str, ...] = ()
     checks: tuple[Check, ...] = ()
+    partitions: TimePartitions | None = None
     retry: Retry = Retry()
     tags: frozenset[str] = frozenset()
     description: str | None = None
     owners: tuple[str, ...] = ()
     file: str | None = None
     line: int | None = None
+    # Scheduling options: when to give up on an attempt, whom to tell when the asset fails.
+    timeout_s: float | None = None
+    on_failure: Callable[[Any], object] | None = field(default=None, compare=False, repr=False)
+    inherits_retry: bool = False
+    """True when no retry was declared: the project's `[retry]` default applies."""
 
     @property
     def references(self) -> tuple[str, ...]:
@@ -118,6 +111,13 @@ class Asset:
         for check in self.checks:
             refs.extend(check.references)
         return tuple(dict.fromkeys(refs))
+
+
+def partitioned_version(code_version: str, partitions: TimePartitions | None) -> str:
+    """A code version that also changes when the asset's partitioning changes meaning."""
+    if partitions is None:
+        return code_version
+    return hashlib.sha256(f"{code_version}|{partitions.fingerprint}".encode()).hexdigest()[:16]
 
 
 def python_code_version(fn: Callable[..., Any]) -> str:
@@ -152,17 +152,24 @@ def asset(
     layer: str = DEFAULT_LAYER,
     deps: Iterable[str | AssetKey] = (),
     checks: Sequence[Check] = (),
+    partitions: TimePartitions | None = None,
     retry: Retry | None = None,
     code_version: str | None = None,
     tags: Iterable[str] = (),
     description: str | None = None,
     owners: Iterable[str] = (),
+    timeout_s: float | None = None,
+    on_failure: Callable[[Any], object] | None = None,
 ) -> Any:
     """Declare a Python asset.
 
     Parameters other than `ctx`/`context` are upstream assets, by short or full name
     (`raw_orders` matches `bronze.raw_orders`). Use `deps=` for upstreams the function reads
     only through `ctx.sql()`. Usable as `@asset` or `@asset(...)`.
+
+    `timeout_s` ends an attempt that runs longer (it counts as a failed attempt, retried like
+    an exception, and can never publish afterwards). `on_failure(event)` is called with an
+    `orchestrator.alerts.AlertEvent` when the asset finally fails or fails its audit.
     """
 
     def wrap(func: Callable[..., Any]) -> Asset:
@@ -185,20 +192,30 @@ def asset(
                     file=file,
                     line=line,
                 )
+        if timeout_s is not None and not timeout_s > 0:
+            raise DefinitionError(
+                f"asset {layer}.{asset_name}: timeout_s must be > 0, got {timeout_s!r}",
+                file=file,
+                line=line,
+            )
         return Asset(
             key=AssetKey(layer, asset_name),
             kind="python",
             fn=func,
-            code_version=code_version or python_code_version(func),
+            code_version=partitioned_version(code_version or python_code_version(func), partitions),
             inputs=tuple((p.name, p.name) for p in params),
             deps=(str(deps),) if isinstance(deps, str | AssetKey) else tuple(str(d) for d in deps),
             checks=tuple(checks),
+            partitions=partitions,
             retry=retry or Retry(),
             tags=frozenset(tags),
             description=description or inspect.getdoc(func),
             owners=tuple(owners),
             file=file,
             line=line,
+            timeout_s=timeout_s,
+            on_failure=on_failure,
+            inherits_retry=retry is None,
         )
 
     return wrap(fn) if fn is not None else wrap

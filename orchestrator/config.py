@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lakehouse.config import CatalogConfig
 from lakehouse.errors import ConfigError
@@ -24,12 +24,40 @@ class ExecutorConfig(BaseModel):
 
     kind: Literal["threads"] = "threads"
     max_workers: int = Field(default=4, ge=1, le=256)
+    max_concurrent_runs: int = Field(default=1, ge=1, le=64)
+    """How many runs `sluice scheduler` lets run at once (ticks of different schedules)."""
 
 
 class AlertsConfig(BaseModel):
+    """Where final failures, audit failures and (if `on_recovery`) recoveries are sent."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     webhook: str | None = None
+    slack_webhook: str | None = None
+    pagerduty_routing_key: str | None = None
+    pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
+    on_recovery: bool = False
+    timeout_s: float = Field(default=5.0, gt=0, le=120)
+    attempts: int = Field(default=3, ge=1, le=10)
+
+    @field_validator("webhook", "slack_webhook", "pagerduty_url")
+    @classmethod
+    def _http_only(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        return value
+
+
+class RetryConfig(BaseModel):
+    """The project's default `Retry` for assets that declare none."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    attempts: int = Field(default=1, ge=1, le=100)
+    backoff_s: float = Field(default=1.0, ge=0)
+    max_backoff_s: float = Field(default=60.0, ge=0)
+    jitter: float = Field(default=0.1, ge=0, le=1)
 
 
 class StateConfig(BaseModel):
@@ -45,6 +73,7 @@ class _ConfigFile(BaseModel):
     state: StateConfig = StateConfig()
     executor: ExecutorConfig = ExecutorConfig()
     alerts: AlertsConfig = AlertsConfig()
+    retry: RetryConfig = RetryConfig()
 
 
 class ProjectConfig(BaseModel):
@@ -58,6 +87,7 @@ class ProjectConfig(BaseModel):
     lock_dir: Path
     executor: ExecutorConfig
     alerts: AlertsConfig
+    retry: RetryConfig = RetryConfig()
 
 
 def _absolute_url(value: str, root: Path) -> str:
@@ -114,4 +144,5 @@ def load_config(root: Path) -> ProjectConfig:
         lock_dir=catalog_dir / "locks",
         executor=parsed.executor,
         alerts=parsed.alerts,
+        retry=parsed.retry,
     )

@@ -13,8 +13,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from orchestrator.assets import validate_name
 from orchestrator.errors import DefinitionError, SelectionError
+from orchestrator.names import validate_name
 
 Granularity = Literal["hour", "day", "month"]
 KEY_FORMATS: dict[Granularity, str] = {"hour": "%Y-%m-%dT%H", "day": "%Y-%m-%d", "month": "%Y-%m"}
@@ -47,7 +47,9 @@ class TimePartitions:
         try:
             datetime.fromisoformat(self.start)
         except ValueError as exc:
-            raise DefinitionError(f"invalid partition start {self.start!r}: use 2024-01-01") from exc
+            raise DefinitionError(
+                f"invalid partition start {self.start!r}: use 2024-01-01"
+            ) from exc
 
     @property
     def tz(self) -> ZoneInfo:
@@ -84,7 +86,9 @@ class TimePartitions:
 
     def _next(self, moment: datetime) -> datetime:
         if self.granularity == "month":
-            year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
+            year, month = (
+                (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
+            )
             return moment.replace(year=year, month=month, day=1)
         if self.granularity == "day":
             return (moment.replace(tzinfo=None) + timedelta(days=1)).replace(tzinfo=self.tz)
@@ -128,7 +132,11 @@ class TimePartitions:
     def _previous_key(self, key: str) -> str:
         start = self._local_start(key)
         if self.granularity == "hour":
-            return (start.astimezone(UTC) - timedelta(hours=1)).astimezone(self.tz).strftime(KEY_FORMATS["hour"])
+            return (
+                (start.astimezone(UTC) - timedelta(hours=1))
+                .astimezone(self.tz)
+                .strftime(KEY_FORMATS["hour"])
+            )
         if self.granularity == "day":
             return (start.date() - timedelta(days=1)).strftime(KEY_FORMATS["day"])
         year, month = (start.year - 1, 12) if start.month == 1 else (start.year, start.month - 1)
@@ -139,7 +147,9 @@ class TimePartitions:
         widened by `lookback` (identity for equal partitioning without lookback)."""
         start = self.window(key)[0]
         for _ in range(self.lookback):
-            start = self.window(self._previous_key(start.strftime(KEY_FORMATS[self.granularity])))[0]
+            start = self.window(self._previous_key(start.strftime(KEY_FORMATS[self.granularity])))[
+                0
+            ]
         end = self.window(key)[1]
         first = upstream.key_of(start)
         found = []

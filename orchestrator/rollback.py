@@ -9,12 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyiceberg.table import Table
-from pyiceberg.table.snapshots import ancestors_of
-
 from lakehouse.branches import Lakehouse, main_snapshot_id, rollback
 from lakehouse.errors import SluiceError
-from lakehouse.provenance import Provenance, snapshot_provenance
+from lakehouse.provenance import published_history
 from orchestrator.assets import AssetKey
 from orchestrator.loader import Project
 
@@ -27,26 +24,13 @@ class RollbackStep:
     note: str = ""
 
 
-def _published_history(table: Table) -> list[tuple[int, Provenance]]:
-    """Sluice-published snapshots in `main`'s history, newest first."""
-    head = main_snapshot_id(table)
-    if head is None:
-        return []
-    history = []
-    for snapshot in ancestors_of(table.snapshot_by_id(head), table.metadata):
-        provenance = snapshot_provenance(table, snapshot.snapshot_id)
-        if provenance is not None:
-            history.append((snapshot.snapshot_id, provenance))
-    return history
-
-
 def rollback_asset(
     project: Project, lh: Lakehouse, key: AssetKey, *, to: int | None, downstream: bool
 ) -> list[RollbackStep]:
     """Roll `key` back (to `to`, default: the previous published snapshot)."""
     table = lh.table(str(key))
     current = main_snapshot_id(table)
-    history = _published_history(table)
+    history = published_history(table)
     if to is None:
         if len(history) < 2:
             raise SluiceError(
@@ -70,7 +54,7 @@ def rollback_asset(
         match = next(
             (
                 snapshot
-                for snapshot, prov in _published_history(child_table)
+                for snapshot, prov in published_history(child_table)
                 if all(prov.inputs.get(u) == now[u] for u in upstreams)
             ),
             None,

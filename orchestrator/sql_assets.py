@@ -10,6 +10,7 @@ configure it:
     -- owners: data-eng
     -- deps: bronze.fx_rates
     -- retry: attempts=3, backoff_s=2
+    -- timeout_s: 600
     -- code_version: v2
 
 Other comment lines (`-- Note: ...`) are ordinary comments. The code version is a hash of the
@@ -40,8 +41,16 @@ from sqlglot.optimizer.scope import traverse_scope
 from lakehouse import audits
 from lakehouse.audits import Check
 from lakehouse.errors import SluiceError
-from orchestrator.assets import NAME_PATTERN, Asset, AssetKey, Retry, validate_name
+from orchestrator.assets import (
+    NAME_PATTERN,
+    Asset,
+    AssetKey,
+    Retry,
+    partitioned_version,
+    validate_name,
+)
 from orchestrator.errors import DefinitionError, SqlParseError
+from orchestrator.partitions import TimePartitions
 
 DIALECT = "duckdb"
 
@@ -57,7 +66,17 @@ CHECK_BUILDERS: dict[str, Callable[..., Check]] = {
 }
 """Check names usable in a `-- checks:` header, mapped to their `lakehouse.audits` builder."""
 
-HEADER_KEYS = ("checks", "tags", "description", "owners", "deps", "retry", "code_version")
+HEADER_KEYS = (
+    "checks",
+    "tags",
+    "description",
+    "owners",
+    "deps",
+    "retry",
+    "code_version",
+    "partitions",
+    "timeout_s",
+)
 
 _HEADER_LINE = re.compile(r"^--\s*([A-Za-z_][A-Za-z0-9_]*)\s*:(.*)$")
 _CHECK_CALL = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*\((.*)\)$", re.DOTALL)
@@ -74,6 +93,8 @@ class _Header:
     deps: list[str] = field(default_factory=list)
     retry: Retry | None = None
     code_version: str | None = None
+    partitions: TimePartitions | None = None
+    timeout_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -137,11 +158,16 @@ def load_sql_asset(path: Path, assets_dir: Path) -> Asset:
     return Asset(
         key=key,
         kind="sql",
-        code_version=header.code_version or sql_code_version(query),
+        code_version=partitioned_version(
+            header.code_version or sql_code_version(query), header.partitions
+        ),
+        partitions=header.partitions,
         sql=_strip_terminator(body),
         deps=tuple(deps),
         checks=tuple(header.checks),
         retry=header.retry or Retry(),
+        inherits_retry=header.retry is None,
+        timeout_s=header.timeout_s,
         tags=frozenset(header.tags),
         description="\n".join(header.description) or None,
         owners=tuple(dict.fromkeys(header.owners)),
@@ -234,6 +260,43 @@ def _layer_and_name(path: Path, assets_dir: Path) -> tuple[str, str]:
     return path.parent.name, path.stem
 
 
+_PARTITION_KINDS = {"hourly": "hour", "daily": "day", "monthly": "month"}
+
+
+def _parse_partitions(value: str, where: _Where) -> TimePartitions:
+    """`daily(start=2024-01-01, column=order_date[, timezone=UTC, lookback=6, end_offset=0])`."""
+    match = _CHECK_CALL.match(value)
+    kind = match.group(1).lower() if match else ""
+    if match is None or kind not in _PARTITION_KINDS:
+        raise where.error(
+            f"invalid partitions {value!r}: expected daily(start=2024-01-01, column=order_date), "
+            "or hourly(...) / monthly(...)"
+        )
+    options: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in match.group(2).split(","))):
+        name, sep, raw = part.partition("=")
+        if not sep:
+            raise where.error(f"invalid partitions option {part!r}: expected name=value")
+        options[name.strip()] = raw.strip().strip("'\"")
+    unknown = set(options) - {"start", "column", "timezone", "lookback", "end_offset"}
+    if unknown or not {"start", "column"} <= set(options):
+        raise where.error(
+            "partitions take start= and column=, and optionally timezone=, lookback=, end_offset="
+        )
+    try:
+        return TimePartitions(
+            granularity=_PARTITION_KINDS[kind],  # type: ignore[arg-type]
+            start=options["start"],
+            column=options["column"],
+            timezone=options.get("timezone", "UTC"),
+            lookback=int(options.get("lookback", "0")),
+            end_offset=int(options.get("end_offset", "0")),
+        )
+    except (ValueError, SluiceError) as exc:
+        message = exc.message if isinstance(exc, SluiceError) else str(exc)
+        raise where.error(f"invalid partitions: {message}") from None
+
+
 def _is_header_line(line: str) -> bool:
     stripped = line.strip()
     return not stripped or stripped.startswith("--")
@@ -248,8 +311,10 @@ def _parse_header(lines: list[str], file: str, asset: str) -> _Header:
         key, value = match.group(1).lower(), match.group(2).strip()
         where = _Where(file, number, asset)
         if key == "partitions":
-            raise where.error("date partitions for SQL assets are not supported yet")
-        if key == "checks":
+            if header.partitions is not None:
+                raise where.error("partitions is given twice in the header")
+            header.partitions = _parse_partitions(value, where)
+        elif key == "checks":
             header.checks.extend(_parse_check(call, where) for call in _split_calls(value, where))
         elif key == "tags":
             header.tags.extend(_split_list(value))
@@ -270,6 +335,15 @@ def _parse_header(lines: list[str], file: str, asset: str) -> _Header:
             if not value:
                 raise where.error("code_version is empty")
             header.code_version = value
+        elif key == "timeout_s":
+            if header.timeout_s is not None:
+                raise where.error("timeout_s is given twice in the header")
+            try:
+                header.timeout_s = float(value)
+            except ValueError:
+                header.timeout_s = -1.0
+            if not header.timeout_s > 0:
+                raise where.error(f"timeout_s must be a number of seconds > 0, got {value!r}")
     return header
 
 

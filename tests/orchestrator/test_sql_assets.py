@@ -189,9 +189,29 @@ def test_bad_check_arguments(assets_dir: Path, call: str) -> None:
     assert info.value.line == 1
 
 
-def test_partitions_header_is_not_supported_yet(assets_dir: Path) -> None:
-    path = write(assets_dir, "gold/report.sql", "-- tags: x\n-- partitions: daily\nSELECT 1 AS x")
-    with pytest.raises(DefinitionError, match="not supported yet") as info:
+def test_partitions_header_declares_time_partitions(assets_dir: Path) -> None:
+    text = (
+        "-- tags: x\n-- partitions: daily(start=2024-01-01, column=order_date, lookback=6)\n"
+        "SELECT 1 AS x FROM silver.orders\n"
+        "WHERE order_date >= $partition_start AND order_date < $partition_end"
+    )
+    asset = load(assets_dir, text)
+    assert asset.partitions is not None
+    assert (asset.partitions.granularity, asset.partitions.column) == ("day", "order_date")
+    assert (asset.partitions.start, asset.partitions.lookback) == ("2024-01-01", 6)
+    unpartitioned = load(assets_dir, text.replace("-- partitions", "-- nothing"), "gold/b.sql")
+    assert unpartitioned.code_version != asset.code_version
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["daily", "weekly(start=2024-01-01, column=d)", "daily(column=d)", "daily(start=x, column=d)"],
+)
+def test_bad_partitions_header_names_the_line(assets_dir: Path, value: str) -> None:
+    path = write(
+        assets_dir, "gold/report.sql", f"-- tags: x\n-- partitions: {value}\nSELECT 1 AS x"
+    )
+    with pytest.raises(DefinitionError, match="partitions") as info:
         load_sql_asset(path, assets_dir)
     assert (info.value.file, info.value.line) == (str(path), 2)
 

@@ -1,0 +1,495 @@
+"""Shared benchmark machinery: subprocess sides, statistics, tables and JSON results.
+
+Every measured side runs in a fresh Python process. Either the process itself is the thing
+measured (`run_process`: wall time and peak RSS from `os.wait4`, so the numbers belong to that
+one child) or it runs a function of a benchmark module (`run_worker`) that times its own
+measured section after its imports and setup, and reports its own peak RSS
+(`ru_maxrss` of `RUSAGE_SELF`). Sides are interleaved (A B, B A, ...) so that drift of the
+machine hits both alike, and each ratio is reported as the ratio of the medians together with
+the min-max of the per-repetition ratios.
+
+This module stays cheap to import: workers import it, and a worker's peak RSS is measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
+MARKER = "@@SLUICE-BENCH-RESULT@@ "
+
+
+class SkipBenchmark(Exception):
+    """Raised by a benchmark whose prerequisites are missing; the message says which."""
+
+
+class BenchFailure(Exception):
+    """A measured side failed or a correctness assertion did not hold."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the command line chose for one benchmark run."""
+
+    repeat: int | None
+    quick: bool
+    workdir: Path
+    options: dict[str, str] = field(default_factory=dict)
+
+    def repeats(self, default: int) -> int:
+        return self.repeat if self.repeat is not None else default
+
+    def option(self, key: str, default: Any) -> Any:
+        """`-o KEY=VALUE` from the command line, converted to the type of `default`."""
+        if key not in self.options:
+            return default
+        raw = self.options[key]
+        if isinstance(default, bool):
+            return raw.lower() in ("1", "true", "yes", "on")
+        return type(default)(raw) if default is not None else raw
+
+
+# ------------------------------------------------------------------------------------------
+# Statistics
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stat:
+    values: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    @property
+    def min(self) -> float:
+        return min(self.values)
+
+    @property
+    def max(self) -> float:
+        return max(self.values)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "median": self.median,
+            "min": self.min,
+            "max": self.max,
+            "n": len(self.values),
+            "values": list(self.values),
+        }
+
+
+# ------------------------------------------------------------------------------------------
+# Processes
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    argv: tuple[str, ...]
+    returncode: int
+    wall_s: float
+    maxrss_bytes: int
+    stdout: str
+    stderr: str
+    payload: dict[str, Any] | None = None
+
+    def check(self, what: str) -> ProcessResult:
+        if self.returncode != 0:
+            tail = "\n".join((self.stdout + "\n" + self.stderr).strip().splitlines()[-30:])
+            raise BenchFailure(f"{what} exited with {self.returncode}:\n{tail}")
+        return self
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a measured child: the repository importable, no terminal tricks."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
+    )
+    env.setdefault("PYTHONHASHSEED", "0")
+    env["TERM"] = "dumb"
+    env.pop("COLUMNS", None)
+    env.pop("FORCE_COLOR", None)
+    env["NO_COLOR"] = "1"
+    if extra:
+        env.update(extra)
+    return env
+
+
+class _Child:
+    """A started child whose output goes to temporary files (no pipe can fill up)."""
+
+    def __init__(self, argv: Sequence[str], cwd: Path | None, env: dict[str, str]) -> None:
+        self.argv = tuple(argv)
+        self._out = tempfile.TemporaryFile(mode="w+")
+        self._err = tempfile.TemporaryFile(mode="w+")
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            self.argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._out,
+            stderr=self._err,
+        )
+
+    def wait(self, timeout: float | None) -> ProcessResult:
+        timer = None
+        if timeout is not None:
+            timer = threading.Timer(timeout, self.proc.kill)
+            timer.start()
+        try:
+            _, status, usage = os.wait4(self.proc.pid, 0)
+        finally:
+            if timer is not None:
+                timer.cancel()
+        wall = time.perf_counter() - self.started
+        code = os.waitstatus_to_exitcode(status)
+        self.proc.returncode = code
+        self._out.seek(0)
+        self._err.seek(0)
+        out, err = self._out.read(), self._err.read()
+        self._out.close()
+        self._err.close()
+        return ProcessResult(
+            argv=self.argv,
+            returncode=code,
+            wall_s=wall,
+            maxrss_bytes=usage.ru_maxrss * 1024,  # Linux reports KiB
+            stdout=out,
+            stderr=err,
+            payload=_payload(out),
+        )
+
+
+def _payload(stdout: str) -> dict[str, Any] | None:
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(MARKER):
+            result: dict[str, Any] = json.loads(line[len(MARKER) :])
+            return result
+    return None
+
+
+def run_process(
+    argv: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float | None = 1800,
+) -> ProcessResult:
+    """Run one child to completion: its wall time and its own peak RSS."""
+    return _Child(argv, cwd, env or child_env()).wait(timeout)
+
+
+def run_together(
+    argvs: Sequence[Sequence[str]],
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float | None = 1800,
+) -> tuple[float, list[ProcessResult]]:
+    """Start several children at once; the wall time until the last one ended, and each."""
+    started = time.perf_counter()
+    children = [_Child(argv, cwd, env or child_env()) for argv in argvs]
+    results = [child.wait(timeout) for child in children]
+    return time.perf_counter() - started, results
+
+
+def worker_argv(target: str, params: dict[str, Any]) -> list[str]:
+    return [sys.executable, "-m", "bench.worker", target, json.dumps(params)]
+
+
+def run_worker(
+    target: str,
+    params: dict[str, Any],
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float | None = 1800,
+) -> dict[str, Any]:
+    """Run `module:function` of `bench` in a fresh process; returns what it reported.
+
+    The result carries the worker's own `maxrss_bytes` and the parent-side `process_wall_s`.
+    """
+    result = run_process(worker_argv(target, params), cwd=cwd, env=env, timeout=timeout)
+    result.check(f"worker {target}")
+    if result.payload is None:
+        raise BenchFailure(f"worker {target} reported nothing:\n{result.stdout[-2000:]}")
+    payload = dict(result.payload)
+    payload["process_wall_s"] = result.wall_s
+    payload.setdefault("maxrss_bytes", result.maxrss_bytes)
+    return payload
+
+
+def alternate(repeat: int, sides: dict[str, Callable[[int], None]]) -> None:
+    """Run every side `repeat` times, alternating the order (A B, B A, ...)."""
+    names = list(sides)
+    for i in range(repeat):
+        for name in names if i % 2 == 0 else names[::-1]:
+            sides[name](i)
+
+
+@contextmanager
+def timer() -> Iterator[Callable[[], float]]:
+    """`with timer() as elapsed: ...; elapsed()` gives seconds since the block started."""
+    start = time.perf_counter()
+    end: list[float] = []
+    try:
+        yield lambda: (end[0] if end else time.perf_counter()) - start
+    finally:
+        end.append(time.perf_counter())
+
+
+# ------------------------------------------------------------------------------------------
+# Reports
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Ratio:
+    label: str
+    numerator: tuple[str, str]
+    denominator: tuple[str, str]
+    target: float | None = None
+    op: str = "<="
+
+
+@dataclass
+class Limit:
+    label: str
+    measure: tuple[str, str]
+    limit: float
+    op: str = "<"
+
+
+def _holds(value: float, op: str, limit: float) -> bool:
+    return {"<": value < limit, "<=": value <= limit, ">": value > limit, ">=": value >= limit}[op]
+
+
+class Report:
+    """The figures of one benchmark: measures per side, ratios, absolute limits, notes."""
+
+    def __init__(self, name: str, title: str) -> None:
+        self.name = name
+        self.title = title
+        self.params: dict[str, Any] = {}
+        self.measures: dict[tuple[str, str], list[float]] = {}
+        self.ratios: list[Ratio] = []
+        self.limits: list[Limit] = []
+        self.notes: list[str] = []
+        self.skipped: str | None = None
+        self.started_at = datetime.now(UTC)
+        self.load_before = os.getloadavg()
+
+    def add(self, side: str, metric: str, value: float) -> None:
+        self.measures.setdefault((side, metric), []).append(float(value))
+
+    def stat(self, side: str, metric: str) -> Stat:
+        return Stat(tuple(self.measures[(side, metric)]))
+
+    def ratio(
+        self,
+        label: str,
+        numerator: tuple[str, str],
+        denominator: tuple[str, str],
+        *,
+        target: float | None = None,
+        op: str = "<=",
+    ) -> None:
+        self.ratios.append(Ratio(label, numerator, denominator, target, op))
+
+    def limit(self, label: str, measure: tuple[str, str], limit: float, op: str = "<") -> None:
+        self.limits.append(Limit(label, measure, limit, op))
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def _ratio_values(self, r: Ratio) -> tuple[float, list[float]]:
+        num, den = self.measures[r.numerator], self.measures[r.denominator]
+        median = statistics.median(num) / statistics.median(den)
+        paired = [a / b for a, b in zip(num, den, strict=False) if b]
+        return median, paired
+
+    def as_dict(self) -> dict[str, Any]:
+        ratios = []
+        for r in self.ratios:
+            if r.numerator not in self.measures or r.denominator not in self.measures:
+                continue
+            median, paired = self._ratio_values(r)
+            ratios.append(
+                {
+                    "label": r.label,
+                    "numerator": list(r.numerator),
+                    "denominator": list(r.denominator),
+                    "ratio_of_medians": median,
+                    "paired_min": min(paired) if paired else None,
+                    "paired_max": max(paired) if paired else None,
+                    "target": None if r.target is None else f"{r.op} {r.target}",
+                    "met": None if r.target is None else _holds(median, r.op, r.target),
+                }
+            )
+        limits = []
+        for lim in self.limits:
+            if lim.measure not in self.measures:
+                continue
+            value = self.stat(*lim.measure).median
+            limits.append(
+                {
+                    "label": lim.label,
+                    "measure": list(lim.measure),
+                    "median": value,
+                    "target": f"{lim.op} {lim.limit}",
+                    "met": _holds(value, lim.op, lim.limit),
+                }
+            )
+        return {
+            "name": self.name,
+            "title": self.title,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": datetime.now(UTC).isoformat(),
+            "skipped": self.skipped,
+            "params": self.params,
+            "environment": environment(),
+            "load_average_before": list(self.load_before),
+            "load_average_after": list(os.getloadavg()),
+            "measures": {
+                f"{side}/{metric}": Stat(tuple(values)).as_dict()
+                for (side, metric), values in self.measures.items()
+            },
+            "ratios": ratios,
+            "limits": limits,
+            "notes": self.notes,
+        }
+
+    def save(self) -> Path:
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        path = RESULTS_DIR / f"{self.name}.json"
+        path.write_text(json.dumps(self.as_dict(), indent=2, default=str) + "\n")
+        return path
+
+    def print(self, console: Any) -> None:
+        from rich.table import Table
+
+        data = self.as_dict()
+        if self.skipped:
+            console.print(f"[bold]{self.name}[/]: SKIPPED: {self.skipped}")
+            return
+        table = Table(title=f"{self.name}: {self.title}", title_justify="left")
+        for column in ("side", "metric", "median", "min", "max", "n"):
+            numeric = column in ("median", "min", "max", "n")
+            table.add_column(column, justify="right" if numeric else "left")
+        for (side, metric), values in self.measures.items():
+            s = Stat(tuple(values))
+            table.add_row(
+                side,
+                metric,
+                fmt(metric, s.median),
+                fmt(metric, s.min),
+                fmt(metric, s.max),
+                str(len(values)),
+            )
+        console.print(table)
+        if data["ratios"] or data["limits"]:
+            verdicts = Table(show_header=True, title_justify="left")
+            for column in ("check", "value", "paired min-max", "target", "met"):
+                verdicts.add_column(column)
+            for r in data["ratios"]:
+                paired = (
+                    f"{r['paired_min']:.3f}-{r['paired_max']:.3f}"
+                    if r["paired_min"] is not None
+                    else ""
+                )
+                verdicts.add_row(
+                    r["label"],
+                    f"{r['ratio_of_medians']:.3f}x",
+                    paired,
+                    r["target"] or "(info)",
+                    _verdict(r["met"]),
+                )
+            for lim in data["limits"]:
+                verdicts.add_row(
+                    lim["label"],
+                    fmt(lim["measure"][1], lim["median"]),
+                    "",
+                    lim["target"],
+                    _verdict(lim["met"]),
+                )
+            console.print(verdicts)
+        for text in self.notes:
+            console.print(f"  note: {text}")
+
+
+def _verdict(met: bool | None) -> str:
+    if met is None:
+        return ""
+    return "[green]yes[/]" if met else "[red]NO[/]"
+
+
+def fmt(metric: str, value: float) -> str:
+    if metric.endswith("_s"):
+        return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.3f} s"
+    if metric.endswith("_mb"):
+        return f"{value:,.0f} MB"
+    if metric.endswith("_per_s"):
+        return f"{value:,.1f}/s"
+    return f"{value:,.3f}"
+
+
+def mb(nbytes: float) -> float:
+    return nbytes / 1_000_000
+
+
+# ------------------------------------------------------------------------------------------
+# Environment
+# ------------------------------------------------------------------------------------------
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def _git(*args: str) -> str | None:
+    if shutil.which("git") is None:
+        return None
+    done = subprocess.run(
+        ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+    )
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def environment() -> dict[str, Any]:
+    dirty = _git("status", "--porcelain", "--", "lakehouse", "orchestrator")
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "commit": _git("rev-parse", "--short", "HEAD"),
+        "engine_dirty": bool(dirty),
+        "packages": {
+            p: _version(p)
+            for p in ("sluice-lakehouse", "pyiceberg", "duckdb", "pyarrow", "dagster", "pydantic")
+        },
+    }
