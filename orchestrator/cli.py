@@ -35,10 +35,23 @@ def _parser() -> argparse.ArgumentParser:
         "select", nargs="*", help="selection: name, layer.name, +name, name+, layer:X, tag:X, *"
     )
     p.add_argument("--force", action="store_true", help="plan fresh assets too")
+    _partition_options(p)
 
     p = sub.add_parser("materialize", help="build the stale assets of the selection through WAP")
     p.add_argument("select", nargs="*")
     p.add_argument("--force", action="store_true", help="rebuild fresh assets too")
+    _partition_options(p)
+
+    p = sub.add_parser("backfill", help="build every stale partition of a date range, resumably")
+    p.add_argument("select", nargs="*")
+    p.add_argument("--from", dest="first", help="first partition (e.g. 2024-01-01)")
+    p.add_argument("--to", dest="last", help="last partition, inclusive")
+    p.add_argument("--parallel", type=int, default=1, help="partitions running at once")
+    p.add_argument("--ranged", action="store_true", help="one WAP cycle per asset for the range")
+    p.add_argument("--dry-run", action="store_true", help="list what would run")
+    p.add_argument("--resume", metavar="ID", help="resume a recorded backfill")
+
+    sub.add_parser("backfills", help="recorded backfills and their partition states")
 
     p = sub.add_parser("status", help="per asset: fresh, stale or failed; last run and checks")
     p.add_argument("select", nargs="*")
@@ -71,6 +84,22 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("init", help="write a small working project")
     p.add_argument("dir", type=Path)
     return parser
+
+
+def _partition_options(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("partitions (default: the latest complete partition)")
+    group.add_argument("--partition", help="one partition, e.g. 2024-01-31")
+    group.add_argument("--from", dest="first", help="first partition of a range")
+    group.add_argument("--to", dest="last", help="last partition of a range, inclusive")
+
+
+def _partitions(args: argparse.Namespace) -> Any:
+    from orchestrator.errors import SelectionError
+    from orchestrator.planner import PartitionSelection
+
+    if args.partition and (args.first or args.last):
+        raise SelectionError("use --partition, or --from/--to, not both")
+    return PartitionSelection(partition=args.partition, first=args.first, last=args.last)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -134,7 +163,9 @@ def _cmd_plan(project: Project, args: argparse.Namespace, console: Console) -> i
     from orchestrator.materialize import make_plan
     from orchestrator.report import print_plan
 
-    plan = make_plan(project, _lakehouse(project), args.select, force=args.force)
+    plan = make_plan(
+        project, _lakehouse(project), args.select, force=args.force, partitions=_partitions(args)
+    )
     print_plan(console, plan)
     return EXIT_OK
 
@@ -144,7 +175,7 @@ def _cmd_materialize(project: Project, args: argparse.Namespace, console: Consol
     from orchestrator.report import RunReporter, print_summary
 
     lh = _lakehouse(project)
-    plan = make_plan(project, lh, args.select, force=args.force)
+    plan = make_plan(project, lh, args.select, force=args.force, partitions=_partitions(args))
     if not plan.steps:
         console.print(f"nothing to do: {len(plan.fresh)} selected assets are fresh")
         return EXIT_OK
@@ -163,6 +194,60 @@ def _cmd_materialize(project: Project, args: argparse.Namespace, console: Consol
     if summary.definition_error:
         return EXIT_USAGE
     return EXIT_OK if summary.ok else EXIT_FAILED
+
+
+def _cmd_backfill(project: Project, args: argparse.Namespace, console: Console) -> int:
+    from orchestrator.backfill import (
+        BackfillRequest,
+        describe,
+        plan_backfill,
+        resume_request,
+        run_backfill,
+    )
+    from orchestrator.errors import SelectionError
+    from orchestrator.report import RunReporter
+
+    if args.resume:
+        request = resume_request(_store(project), args.resume)
+        request = BackfillRequest(
+            request.selection, request.first, request.last, args.parallel, request.ranged
+        )
+    else:
+        if not args.select or not args.first or not args.last:
+            raise SelectionError("backfill needs a selection, --from and --to (or --resume ID)")
+        request = BackfillRequest(
+            tuple(args.select), args.first, args.last, args.parallel, args.ranged
+        )
+    if args.dry_run:
+        plan = plan_backfill(project, request)
+        for line in describe(plan):
+            console.print(line, markup=False)
+        console.print(f"{len(plan.steps)} step(s) would run; {len(plan.fresh)} fresh")
+        return EXIT_OK
+    plan = plan_backfill(project, request)
+    with RunReporter(console, plan) as reporter:
+        outcome = run_backfill(project, request, backfill_id=args.resume, on_event=reporter.event)
+    done = len(outcome.plan.steps) - len(outcome.failed)
+    console.print(
+        f"backfill {outcome.backfill_id}: {done} published, {len(outcome.failed)} failed, "
+        f"{len(outcome.plan.fresh)} already fresh"
+    )
+    for node, error in outcome.failed:
+        console.print(f"  failed {node}: {error}", markup=False)
+    if outcome.failed:
+        console.print(f"resume with: sluice backfill --resume {outcome.backfill_id}")
+    return EXIT_OK if outcome.ok else EXIT_FAILED
+
+
+def _cmd_backfills(project: Project, args: argparse.Namespace, console: Console) -> int:
+    for record in _store(project).backfills():
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(record.counts.items()))
+        console.print(
+            f"{record.backfill_id}  {record.status:<10} {record.selection} "
+            f"{record.first}..{record.last}{' ranged' if record.ranged else ''}  {counts}",
+            markup=False,
+        )
+    return EXIT_OK
 
 
 def _cmd_status(project: Project, args: argparse.Namespace, console: Console) -> int:

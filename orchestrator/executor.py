@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from orchestrator.planner import Plan, PlannedStep
+from orchestrator.published import node_key
 from orchestrator.runner import StepOutcome, StepSpec, run_step
 
 
@@ -53,7 +54,11 @@ def _result(step: PlannedStep, future: Future[StepOutcome]) -> StepOutcome | Blo
     try:
         return future.result()
     except Exception as exc:
-        return Blocked(step.asset, f"worker failed: {type(exc).__name__}: {exc}")
+        return Blocked(step.node, f"worker failed: {type(exc).__name__}: {exc}")
+
+
+def _published(result: StepOutcome | Blocked) -> bool:
+    return isinstance(result, StepOutcome) and result.status == "published"
 
 
 StartHook = Callable[[PlannedStep, StepSpec], None]
@@ -68,35 +73,44 @@ def execute(
     on_start: StartHook | None = None,
     on_done: DoneHook | None = None,
 ) -> dict[str, StepOutcome | Blocked]:
-    """Run every step of `plan`; returns the outcome (or block) of each step by asset key."""
-    by_key = {s.asset: s for s in plan.steps}
+    """Run every step of `plan`; returns the outcome (or block) of each step by node key
+    (`asset`, or `asset@partition`)."""
+    by_key = {s.node: s for s in plan.steps}
     results: dict[str, StepOutcome | Blocked] = {}
     published: dict[str, int] = {}
     running: dict[Future[StepOutcome], PlannedStep] = {}
     started: set[str] = set()
 
     def finish(step: PlannedStep, result: StepOutcome | Blocked) -> None:
-        results[step.asset] = result
+        results[step.node] = result
         if isinstance(result, StepOutcome) and result.status == "published":
             assert result.snapshot_id is not None
+            # The newest publish of an asset is its main: what a whole-asset reader pins.
             published[step.asset] = result.snapshot_id
+            published[step.node] = result.snapshot_id
+            for partition in step.partitions:
+                published[node_key(step.asset, partition)] = result.snapshot_id
         if on_done:
             on_done(step, result)
 
     def ready() -> list[PlannedStep]:
         found = []
         for step in plan.steps:
-            if step.asset in results or step.asset in started:
+            if step.node in results or step.node in started:
                 continue
             if step.blocked:
-                finish(step, Blocked(step.asset, step.blocked))
+                finish(step, Blocked(step.node, step.blocked))
                 continue
-            in_plan = [u for u in step.upstream if u in by_key]
-            failed = [u for u in in_plan if u in results and u not in published]
+            in_plan = (
+                [u for u in step.upstream if u in by_key]
+                if step.waits_for is None
+                else list(step.waits_for)
+            )
+            failed = [u for u in in_plan if u in results and not _published(results[u])]
             if failed:
-                finish(step, Blocked(step.asset, f"upstream {failed[0]} did not publish"))
+                finish(step, Blocked(step.node, f"upstream {failed[0]} did not publish"))
                 continue
-            if all(u in published for u in in_plan):
+            if all(u in results for u in in_plan):
                 found.append(step)
         return found
 
@@ -109,7 +123,7 @@ def execute(
                 if on_start:
                     on_start(step, spec)
                 running[executor.submit(spec)] = step
-                started.add(step.asset)
+                started.add(step.node)
             if not running:
                 if len(results) == len(plan.steps):
                     break

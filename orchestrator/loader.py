@@ -21,6 +21,7 @@ from orchestrator.assets import Asset
 from orchestrator.config import ProjectConfig, load_config
 from orchestrator.errors import DefinitionError
 from orchestrator.graph import AssetGraph, build_graph
+from orchestrator.schedules import Schedule, validate_schedules
 from orchestrator.sql_assets import discover_sql_assets
 
 ASSETS_DIR = "assets"
@@ -34,6 +35,8 @@ class Project:
     root: Path
     config: ProjectConfig
     graph: AssetGraph
+    schedules: tuple[Schedule, ...] = ()
+    """Every `Schedule` bound to a name in an asset module, by name."""
 
 
 def _install_package(assets_dir: Path) -> None:
@@ -90,8 +93,11 @@ def _import_error(exc: BaseException, path: Path) -> DefinitionError:
     )
 
 
-def discover_python_assets(root: Path) -> list[Asset]:
-    """Import every module under `root/assets` and collect the `Asset` objects they define."""
+def discover_python_assets(root: Path, schedules: list[Schedule] | None = None) -> list[Asset]:
+    """Import every module under `root/assets` and collect the `Asset` objects they define.
+
+    The `Schedule` objects they define are appended to `schedules` when it is given.
+    """
     assets_dir = root / ASSETS_DIR
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
@@ -116,6 +122,8 @@ def discover_python_assets(root: Path) -> list[Asset]:
         for value in vars(module).values():
             if isinstance(value, Asset):
                 found.setdefault(id(value), value)
+            elif isinstance(value, Schedule) and schedules is not None:
+                schedules.append(value)
     return list(found.values())
 
 
@@ -127,5 +135,9 @@ def load_project(root: Path) -> Project:
         raise DefinitionError(
             f"no {ASSETS_DIR}/ folder in {root}: run `sluice init` or pass --project DIR"
         )
-    assets = discover_python_assets(root) + discover_sql_assets(root / ASSETS_DIR)
-    return Project(root=root, config=config, graph=build_graph(assets))
+    schedules: list[Schedule] = []
+    assets = discover_python_assets(root, schedules) + discover_sql_assets(root / ASSETS_DIR)
+    graph = build_graph(assets)
+    return Project(
+        root=root, config=config, graph=graph, schedules=validate_schedules(schedules, graph)
+    )

@@ -15,10 +15,17 @@ from typing import Literal
 from lakehouse.branches import Lakehouse
 from lakehouse.catalog import open_catalog
 from lakehouse.locks import TableLocks
+from orchestrator import alerts
 from orchestrator.assets import AssetKey
 from orchestrator.executor import Blocked, ThreadExecutor, execute
 from orchestrator.loader import Project
-from orchestrator.planner import Plan, PlannedStep, build_plan, plan_inputs
+from orchestrator.planner import (
+    PartitionSelection,
+    Plan,
+    PlannedStep,
+    build_plan,
+    plan_inputs,
+)
 from orchestrator.published import read_published
 from orchestrator.runner import StepOutcome, StepSpec, branch_name, remember
 from orchestrator.selection import select
@@ -35,13 +42,21 @@ def open_lakehouse(project: Project) -> Lakehouse:
 
 
 def make_plan(
-    project: Project, lh: Lakehouse, selection: Sequence[str], *, force: bool = False
+    project: Project,
+    lh: Lakehouse,
+    selection: Sequence[str],
+    *,
+    force: bool = False,
+    partitions: PartitionSelection = PartitionSelection(),
+    ranged: bool = False,
 ) -> Plan:
     """Plan `selection` against what `main` holds right now."""
     selected = select(project.graph, selection)
     needed = plan_inputs(project.graph, selected)
-    published = read_published(lh, sorted(str(k) for k in needed))
-    return build_plan(project.graph, selected, published, force=force)
+    published = read_published(lh, project.graph, sorted(str(k) for k in needed))
+    return build_plan(
+        project.graph, selected, published, force=force, partitions=partitions, ranged=ranged
+    )
 
 
 @dataclass(frozen=True)
@@ -66,11 +81,17 @@ def _record(result: StepOutcome | Blocked, step: PlannedStep, run_id: str) -> St
     reasons = [r.text() for r in step.reasons]
     if isinstance(result, Blocked):
         return StepRecord(
-            run_id=run_id, asset=step.asset, status="blocked", error=result.reason, reasons=reasons
+            run_id=run_id,
+            asset=step.asset,
+            partition=step.partition,
+            status="blocked",
+            error=result.reason,
+            reasons=reasons,
         )
     return StepRecord(
         run_id=run_id,
         asset=step.asset,
+        partition=step.partition,
         status=result.status,
         attempts=result.attempts,
         started_at=result.started_at,
@@ -97,10 +118,13 @@ def run_plan(
     command: str,
     selection: str,
     on_event: EventHook | None = None,
+    max_workers: int | None = None,
+    run_id: str | None = None,
 ) -> RunSummary:
-    """Execute `plan` as one recorded run."""
-    run_id = new_run_id()
+    """Execute `plan` as one recorded run (`max_workers` overrides the configured pool)."""
+    run_id = run_id or new_run_id()
     store.mark_abandoned()
+    previous = alerts.previous_statuses(project, store)  # before this run's own steps
     store.start_run(run_id, command=command, selection=selection)
     remember(project, lh)
 
@@ -110,7 +134,9 @@ def run_plan(
             run_id=run_id,
             asset=step.asset,
             inputs=inputs,
-            branch=branch_name(run_id, AssetKey.parse(step.asset)),
+            branch=branch_name(run_id, AssetKey.parse(step.asset), step.partition),
+            partition=step.partition,
+            partitions=step.partitions,
         )
 
     def on_start(step: PlannedStep, spec: StepSpec) -> None:
@@ -118,6 +144,7 @@ def run_plan(
             StepRecord(
                 run_id=run_id,
                 asset=step.asset,
+                partition=step.partition,
                 status="running",
                 started_at=datetime.now(UTC),
                 branch=spec.branch,
@@ -136,13 +163,14 @@ def run_plan(
     try:
         results = execute(
             plan,
-            ThreadExecutor(project.config.executor.max_workers),
+            ThreadExecutor(max_workers or project.config.executor.max_workers),
             make_spec,
             on_start=on_start,
             on_done=on_done,
         )
         summary = RunSummary(run_id=run_id, plan=plan, results=results)
         status = "succeeded" if summary.ok else "failed"
+        alerts.alert_run(project, run_id, results, previous)  # queued; never waits or raises
         return summary
     finally:
         store.finish_run(run_id, status)

@@ -70,22 +70,22 @@ def _check_lines(checks: Sequence[CheckResult | CheckRecord]) -> list[str]:
 
 def outcome_line(step: PlannedStep, result: StepOutcome | Blocked) -> str:
     if isinstance(result, Blocked):
-        return f"[yellow]blocked[/]   {step.asset}: {result.reason}"
+        return f"[yellow]blocked[/]   {step.node}: {result.reason}"
     took = (result.finished_at - result.started_at).total_seconds()
     if result.status == "published":
         warns = sum(1 for c in result.checks if not c.passed)
         extra = f", {warns} warning(s)" if warns else ""
         tries = f", {result.attempts} attempts" if result.attempts > 1 else ""
         return (
-            f"[green]published[/] {step.asset}: {result.rows} rows, "
+            f"[green]published[/] {step.node}: {result.rows} rows, "
             f"{len(result.checks)} checks in {took:.2f}s{extra}{tries}"
         )
     if result.status == "audit_failed":
         return (
-            f"[red]audit failed[/] {step.asset}: main untouched; branch {result.branch} kept "
+            f"[red]audit failed[/] {step.node}: main untouched; branch {result.branch} kept "
             f'(sluice query "SELECT * FROM {step.asset}" --ref {result.branch})'
         )
-    return f"[red]{result.status}[/] {step.asset}: {result.error}"
+    return f"[red]{result.status}[/] {step.node}: {result.error}"
 
 
 class RunReporter:
@@ -124,7 +124,7 @@ class RunReporter:
     def event(self, kind: str, step: PlannedStep, result: StepOutcome | Blocked | None) -> None:
         if kind == "start":
             if self.progress is not None:
-                self.progress.update(self.task, description=f"running {step.asset}")
+                self.progress.update(self.task, description=f"running {step.node}")
             return
         assert result is not None
         self.console.print(outcome_line(step, result))
@@ -197,7 +197,7 @@ def print_run(console: Console, run: RunRecord, steps: Sequence[StepRecord]) -> 
         rows = f", {step.rows} rows" if step.rows is not None else ""
         attempts = f", {step.attempts} attempts" if step.attempts > 1 else ""
         console.print(
-            f"  [{_style(step.status)}]{step.status:<12}[/] {step.asset} {took}{rows}{attempts}"
+            f"  [{_style(step.status)}]{step.status:<12}[/] {step.asset}{'@' + step.partition if step.partition else ''} {took}{rows}{attempts}"
         )
         if step.reasons:
             console.print(f"      why: {'; '.join(step.reasons)}", markup=False)

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import inspect
 import random
+import re
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
+from pyiceberg.table import Table
 
 from lakehouse import duck
 from lakehouse.audits import CheckResult
@@ -34,10 +37,14 @@ from lakehouse.provenance import Provenance
 from lakehouse.reads import create_view, quote
 from lakehouse.tables import load_table, split_identifier
 from lakehouse.wap import write_audit_publish
-from orchestrator.assets import Asset, AssetKey
-from orchestrator.context import AssetContext, to_reader
+from lakehouse.windows import RowWindow
+from orchestrator.assets import Asset, AssetKey, Retry
+from orchestrator.context import AssetContext, Partition, to_reader
 from orchestrator.errors import DefinitionError, UnsupportedReturnTypeError
 from orchestrator.loader import Project, load_project
+from orchestrator.partitions import TimePartitions
+from orchestrator.published import node_key
+from orchestrator.timeouts import run_with_timeout
 
 DEFINITION_ERRORS = (
     DefinitionError,
@@ -57,6 +64,8 @@ class StepSpec:
     asset: str
     inputs: dict[str, int]
     branch: str
+    partition: str | None = None
+    partitions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -98,28 +107,74 @@ def _resolve(root: str) -> tuple[Project, Lakehouse]:
         return _projects[root], _lakehouses[root]
 
 
-def branch_name(run_id: str, key: AssetKey) -> str:
-    """Audit branch of one run and asset (unique: a run materializes an asset once)."""
-    return f"sluice-{run_id}-{key.name}"
+def branch_name(run_id: str, key: AssetKey, partition: str | None = None) -> str:
+    """Audit branch of one run and asset (and partition): unique within the catalog."""
+    suffix = f"-{partition}" if partition else ""
+    return f"sluice-{run_id}-{key.name}{suffix}"
 
 
-def _open_inputs(lh: Lakehouse, con: duckdb.DuckDBPyConnection, inputs: dict[str, int]) -> None:
-    """Create a view per upstream, by full and (when unambiguous) by short name."""
-    short_names = [split_identifier(k)[1] for k in inputs]
-    for key, snapshot_id in sorted(inputs.items()):
-        table = load_table(lh.catalog, key)
+def window_of(partitions: TimePartitions, keys: Sequence[str], label: str) -> RowWindow:
+    """The rows of partitions `keys` (contiguous), as a lakehouse row window."""
+    start, end = partitions.window(keys[0])[0], partitions.window(keys[-1])[1]
+    return RowWindow(partitions.column, start, end, label, partitions.granularity)
+
+
+def _open_inputs(
+    project: Project, lh: Lakehouse, con: duckdb.DuckDBPyConnection, spec: StepSpec
+) -> None:
+    """Create a view per upstream, by full and (when unambiguous) by short name: the whole
+    upstream at its pinned snapshot, or just the partitions this partition reads."""
+    key = AssetKey.parse(spec.asset)
+    asset = project.graph.assets[key]
+    upstreams = project.graph.upstream(key)
+    short_names = [u.name for u in upstreams]
+    for upstream in upstreams:
+        ident = str(upstream)
+        table = load_table(lh.catalog, ident)
         if table is None:
-            raise SluiceError(f"upstream table {key} does not exist", asset=key)
-        create_view(con, split_identifier(key), table, snapshot_id)
-        short = split_identifier(key)[1]
-        if short_names.count(short) == 1:
-            create_view(con, (short,), table, snapshot_id)
+            raise SluiceError(f"upstream table {ident} does not exist", asset=ident)
+        theirs = project.graph.assets[upstream].partitions
+        window = None
+        if theirs is not None and asset.partitions is not None and spec.partitions:
+            needed = sorted(
+                {p for own in spec.partitions for p in asset.partitions.upstream_keys(own, theirs)}
+            )
+            snapshots = [spec.inputs[node_key(ident, p)] for p in needed]
+            snapshot_id = max(snapshots, key=lambda s: _sequence_number(table, s))
+            window = window_of(theirs, needed, f"{needed[0]}..{needed[-1]}")
+        else:
+            snapshot_id = spec.inputs[ident]
+        create_view(con, split_identifier(ident), table, snapshot_id, window)
+        if short_names.count(upstream.name) == 1:
+            create_view(con, (upstream.name,), table, snapshot_id, window)
+
+
+def _sequence_number(table: Table, snapshot_id: int) -> int:
+    """Position of a snapshot in the table's history: the newest input snapshot holds every
+    older input partition unchanged (a partition's version is its newest write)."""
+    snapshot = table.snapshot_by_id(snapshot_id)
+    return int(snapshot.sequence_number or 0) if snapshot is not None else -1
+
+
+def _sql_params(sql: str, partition: Partition | None) -> dict[str, Any]:
+    """`$partition_start` / `$partition_end` as bound parameters (wall-clock time of the
+    partition's timezone), for the names the query uses."""
+    if partition is None:
+        return {}
+    values = {
+        "partition_start": partition.start.replace(tzinfo=None),
+        "partition_end": partition.end.replace(tzinfo=None),
+        "partition_key": partition.key,
+    }
+    used = set(re.findall(r"\$([A-Za-z_][A-Za-z0-9_]*)", sql))
+    return {name: value for name, value in values.items() if name in used}
 
 
 def _compute(asset: Asset, graph_inputs: dict[str, AssetKey], ctx: AssetContext) -> Any:
     if asset.kind == "sql":
         assert asset.sql is not None
-        return ctx.con.sql(asset.sql)
+        params = _sql_params(asset.sql, ctx.partition)
+        return ctx.con.sql(asset.sql, params=params) if params else ctx.con.sql(asset.sql)
     assert asset.fn is not None
     kwargs = {
         param: ctx.con.sql(f"SELECT * FROM {quote(key.layer, key.name)}")
@@ -149,8 +204,13 @@ def _attempt(project: Project, lh: Lakehouse, spec: StepSpec) -> StepOutcome:
     started = datetime.now(UTC)
     con = duck.connect()
     try:
-        _open_inputs(lh, con, spec.inputs)
-        ctx = AssetContext(asset=key, run_id=spec.run_id, con=con)
+        _open_inputs(project, lh, con, spec)
+        window = None
+        partition = None
+        if asset.partitions is not None and spec.partitions and spec.partition:
+            window = window_of(asset.partitions, spec.partitions, spec.partition)
+            partition = Partition(spec.partition, window.start, window.end)
+        ctx = AssetContext(asset=key, run_id=spec.run_id, con=con, partition=partition)
         try:
             value = _compute(asset, project.graph.inputs(key), ctx)
             reader = to_reader(value, key)
@@ -161,10 +221,19 @@ def _attempt(project: Project, lh: Lakehouse, spec: StepSpec) -> StepOutcome:
         except Exception as exc:
             raise _UserCodeError(_user_error(asset, exc)) from exc
         provenance = Provenance(
-            run_id=spec.run_id, code_version=asset.code_version, inputs=spec.inputs
+            run_id=spec.run_id,
+            code_version=asset.code_version,
+            partition=spec.partition,
+            inputs=spec.inputs,
         )
         result = write_audit_publish(
-            lh, spec.asset, reader, branch=spec.branch, provenance=provenance, checks=asset.checks
+            lh,
+            spec.asset,
+            reader,
+            branch=spec.branch,
+            provenance=provenance,
+            checks=asset.checks,
+            window=window,
         )
     finally:
         con.close()
@@ -194,13 +263,19 @@ def run_step(spec: StepSpec) -> StepOutcome:
     started = datetime.now(UTC)
     project, lh = _resolve(spec.project_root)
     asset = project.graph.assets[AssetKey.parse(spec.asset)]
+    retry = effective_retry(asset, project)
     error = ""
     status: OutcomeStatus = "failed"
     definition_error = False
-    for attempt in range(1, asset.retry.attempts + 1):
+    for attempt in range(1, retry.attempts + 1):
         try:
             _discard_branch(lh, spec)
-            outcome = _attempt(project, lh, spec)
+            outcome = run_with_timeout(
+                lambda fenced: _attempt(project, fenced, spec),
+                lh,
+                asset.timeout_s,
+                what=f"asset {spec.asset}",
+            )
             return replace(outcome, attempts=attempt, started_at=started)
         except PublishConflictError as exc:
             error, status = str(exc), "conflict"
@@ -212,9 +287,9 @@ def run_step(spec: StepSpec) -> StepOutcome:
             error = str(exc)
         except Exception as exc:  # a bug or an environment problem: keep the traceback text
             error = f"asset {spec.asset}: {type(exc).__name__}: {exc}\n{traceback.format_exc()}"
-        if attempt < asset.retry.attempts:
-            delay = asset.retry.delay(attempt)
-            time.sleep(delay * (1 + random.uniform(-asset.retry.jitter, asset.retry.jitter)))
+        if attempt < retry.attempts:
+            delay = retry.delay(attempt)
+            time.sleep(delay * (1 + random.uniform(-retry.jitter, retry.jitter)))
     return StepOutcome(
         asset=spec.asset,
         status=status,
@@ -225,6 +300,13 @@ def run_step(spec: StepSpec) -> StepOutcome:
         error=error,
         definition_error=definition_error,
     )
+
+
+def effective_retry(asset: Asset, project: Project) -> Retry:
+    """The asset's own `Retry`, or the project's `[retry]` default when it declared none."""
+    if not asset.inherits_retry:
+        return asset.retry
+    return Retry(**project.config.retry.model_dump())
 
 
 def _discard_branch(lh: Lakehouse, spec: StepSpec) -> None:

@@ -65,12 +65,17 @@ def stale_reasons(
     published: Mapping[str, PublishedState],
     *,
     force: Collection[str] = (),
+    rebuilt: Mapping[str, Collection[str]] | None = None,
 ) -> dict[str, tuple[Reason, ...]]:
     """Reasons for every stale key of `order` (given in run order); fresh keys are absent.
 
     `upstreams` must list every upstream of every key of `order`; `published` should hold the
-    state of those upstreams too (a missing one counts as never published).
+    state of those upstreams too (a missing one counts as never published). Keys may be
+    partitions (`asset@partition`): inputs a write recorded for other partitions of a declared
+    upstream asset do not concern this key. `rebuilt` maps an upstream key to the keys whose
+    rebuild changes it (a partitioned asset read whole changes when any partition is rebuilt).
     """
+    rebuilt = rebuilt or {}
     stale: dict[str, tuple[Reason, ...]] = {}
     for key in order:
         state = published.get(key, PublishedState())
@@ -85,14 +90,22 @@ def stale_reasons(
                     Reason("code_changed", detail=f"{state.code_version} -> {code_versions[key]}")
                 )
             declared = set(upstreams.get(key, ()))
-            recorded = set(state.inputs)
+            declared_assets = {_asset_of(u) for u in declared}
+            recorded = {
+                u for u in state.inputs if u in declared or _asset_of(u) not in declared_assets
+            }
             if declared != recorded:
                 added, removed = sorted(declared - recorded), sorted(recorded - declared)
                 detail = ", ".join([f"+{u}" for u in added] + [f"-{u}" for u in removed])
                 reasons.append(Reason("upstreams_changed", detail=detail))
         for upstream in upstreams.get(key, ()):
-            if upstream in stale:
-                reasons.append(Reason("upstream_stale", upstream=upstream))
+            cause = (
+                upstream
+                if upstream in stale
+                else next((n for n in rebuilt.get(upstream, ()) if n in stale), None)
+            )
+            if cause is not None:
+                reasons.append(Reason("upstream_stale", upstream=cause))
             elif state.published and upstream in state.inputs:
                 now = published.get(upstream, PublishedState()).snapshot_id
                 built = state.inputs[upstream]
@@ -103,6 +116,10 @@ def stale_reasons(
         if reasons:
             stale[key] = tuple(reasons)
     return stale
+
+
+def _asset_of(key: str) -> str:
+    return key.partition("@")[0]
 
 
 def explain(key: str, stale: Mapping[str, Sequence[Reason]]) -> str:

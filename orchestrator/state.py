@@ -135,6 +135,33 @@ class StepRecord:
     checks: list[CheckRecord] = field(default_factory=list)
 
 
+BackfillState = Literal["missing", "running", "failed", "audit_failed", "published"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackfillRecord:
+    """One backfill: a selection over a partition range, resumable by id."""
+
+    backfill_id: str
+    selection: str
+    first: str
+    last: str
+    ranged: bool
+    status: str
+    created_at: datetime
+    finished_at: datetime | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackfillPartition:
+    asset: str
+    partition: str
+    state: BackfillState
+    run_id: str | None = None
+    error: str | None = None
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunRecord:
     """One invocation of a command; `counts` maps a step status to its number of steps."""
@@ -224,6 +251,32 @@ check_results_table = Table(
     Column("samples", Text, nullable=False),  # JSON list of objects
     Column("error", Text, nullable=True),
     Index("ix_check_results_step_id", "step_id"),
+)
+
+backfills_table = Table(
+    "backfills",
+    metadata,
+    Column("backfill_id", String(128), primary_key=True),
+    Column("selection", Text, nullable=False),
+    Column("first_partition", String(64), nullable=False),
+    Column("last_partition", String(64), nullable=False),
+    Column("ranged", Boolean, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("created_at", _UTCDateTime, nullable=False),
+    Column("finished_at", _UTCDateTime, nullable=True),
+)
+
+backfill_partitions_table = Table(
+    "backfill_partitions",
+    metadata,
+    Column("backfill_id", String(128), nullable=False),
+    Column("asset", String(255), nullable=False),
+    Column("partition_key", String(64), nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("run_id", String(128), nullable=True),
+    Column("error", Text, nullable=True),
+    UniqueConstraint("backfill_id", "asset", "partition_key", name="uq_backfill_partition"),
+    Index("ix_backfill_partitions_id", "backfill_id"),
 )
 
 _TABLE_NAMES = tuple(metadata.tables)
@@ -501,6 +554,112 @@ class StateStore:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    def start_backfill(
+        self, backfill_id: str, *, selection: str, first: str, last: str, ranged: bool
+    ) -> None:
+        """Record a new backfill, or mark an existing one (a resume) running again."""
+
+        def write(conn: Connection) -> None:
+            found = conn.execute(
+                select(backfills_table.c.backfill_id).where(
+                    backfills_table.c.backfill_id == backfill_id
+                )
+            ).first()
+            if found is None:
+                conn.execute(
+                    insert(backfills_table).values(
+                        backfill_id=backfill_id,
+                        selection=selection,
+                        first_partition=first,
+                        last_partition=last,
+                        ranged=ranged,
+                        status="running",
+                        created_at=_now(),
+                        finished_at=None,
+                    )
+                )
+            else:
+                conn.execute(
+                    update(backfills_table)
+                    .where(backfills_table.c.backfill_id == backfill_id)
+                    .values(status="running", finished_at=None)
+                )
+
+        self._transact(write, write=True)
+
+    def set_backfill_partitions(
+        self, backfill_id: str, partitions: Sequence[BackfillPartition]
+    ) -> None:
+        """Upsert the state of (asset, partition) pairs of a backfill."""
+        table = backfill_partitions_table
+
+        def write(conn: Connection) -> None:
+            for item in partitions:
+                where = (
+                    (table.c.backfill_id == backfill_id)
+                    & (table.c.asset == item.asset)
+                    & (table.c.partition_key == item.partition)
+                )
+                values = {"state": item.state, "run_id": item.run_id, "error": item.error}
+                if conn.execute(update(table).where(where).values(values)).rowcount == 0:
+                    conn.execute(
+                        insert(table).values(
+                            backfill_id=backfill_id,
+                            asset=item.asset,
+                            partition_key=item.partition,
+                            **values,
+                        )
+                    )
+
+        self._transact(write, write=True)
+
+    def finish_backfill(self, backfill_id: str, status: str) -> None:
+        def write(conn: Connection) -> None:
+            conn.execute(
+                update(backfills_table)
+                .where(backfills_table.c.backfill_id == backfill_id)
+                .values(status=status, finished_at=_now())
+            )
+
+        self._transact(write, write=True)
+
+    def backfills(self, limit: int = 20) -> list[BackfillRecord]:
+        """Backfills, newest first, with per-state partition counts."""
+
+        def read(conn: Connection) -> list[BackfillRecord]:
+            rows = conn.execute(
+                select(backfills_table).order_by(backfills_table.c.created_at.desc()).limit(limit)
+            ).all()
+            return [_backfill_record(conn, row) for row in rows]
+
+        return self._transact(read, write=False)
+
+    def backfill(self, backfill_id: str) -> tuple[BackfillRecord, list[BackfillPartition]] | None:
+        def read(conn: Connection) -> tuple[BackfillRecord, list[BackfillPartition]] | None:
+            row = conn.execute(
+                select(backfills_table).where(backfills_table.c.backfill_id == backfill_id)
+            ).first()
+            if row is None:
+                return None
+            table = backfill_partitions_table
+            items = conn.execute(
+                select(table)
+                .where(table.c.backfill_id == backfill_id)
+                .order_by(table.c.asset, table.c.partition_key)
+            ).all()
+            return _backfill_record(conn, row), [
+                BackfillPartition(
+                    asset=i.asset,
+                    partition=i.partition_key,
+                    state=cast(BackfillState, i.state),
+                    run_id=i.run_id,
+                    error=i.error,
+                )
+                for i in items
+            ]
+
+        return self._transact(read, write=False)
+
     def close(self) -> None:
         """Release the connections; the store must not be used afterwards."""
         self._engine.dispose()
@@ -578,6 +737,29 @@ def _install_sqlite_transactions(engine: Engine, *, wal: bool) -> None:
     def _on_begin(conn: Connection) -> None:
         read_only = conn.get_execution_options().get(_READ_ONLY, False)
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def _backfill_record(conn: Connection, row: Row[Any]) -> BackfillRecord:
+    table = backfill_partitions_table
+    counts = {
+        str(state): int(n)
+        for state, n in conn.execute(
+            select(table.c.state, func.count())
+            .where(table.c.backfill_id == row.backfill_id)
+            .group_by(table.c.state)
+        ).all()
+    }
+    return BackfillRecord(
+        backfill_id=row.backfill_id,
+        selection=row.selection,
+        first=row.first_partition,
+        last=row.last_partition,
+        ranged=bool(row.ranged),
+        status=row.status,
+        created_at=row.created_at,
+        finished_at=row.finished_at,
+        counts=counts,
+    )
 
 
 def _now() -> datetime:

@@ -34,7 +34,7 @@ def asset_statuses(
     project: Project, lh: Lakehouse, store: StateStore, selection: Sequence[str]
 ) -> list[AssetStatus]:
     selected = select(project.graph, selection)
-    published = read_published(lh, sorted(str(k) for k in plan_inputs(project.graph, selected)))
+    published = read_published(lh, project.graph, sorted(str(k) for k in plan_inputs(project.graph, selected)))
     plan = build_plan(project.graph, selected, published)
     stale = {s.asset: s for s in plan.steps}
     latest = store.latest_steps()
