@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
     console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=140)
     unknown = [n for n in args.names if n not in BENCHMARKS]
     if unknown:
         console.print(f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHMARKS)}")

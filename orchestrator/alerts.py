@@ -113,7 +113,9 @@ class AlertEvent:
 # -- events ----------------------------------------------------------------------------------
 
 
-def _event(kind: AlertKind, result: StepOutcome, run_id: str, project: str) -> AlertEvent:
+def _event(
+    kind: AlertKind, result: StepOutcome, run_id: str, project: str, partition: str | None
+) -> AlertEvent:
     failed = tuple(
         FailedCheck(c.name, c.failing_rows, c.error) for c in result.checks if c.blocking
     )
@@ -127,7 +129,7 @@ def _event(kind: AlertKind, result: StepOutcome, run_id: str, project: str) -> A
         run_id=run_id,
         status=result.status,
         project=project,
-        partition=getattr(result, "partition", None),
+        partition=partition,
         error=None if kind == "recovery" else result.error,
         failed_checks=failed,
         branch=result.branch if kept else None,
@@ -142,18 +144,24 @@ def run_events(
     project: str,
     previous: Mapping[str, str] | None = None,
 ) -> list[AlertEvent]:
-    """The alerts of one run: a failure or audit failure per failed asset, and a recovery per
-    published asset whose previous status (in `previous`, by asset) was a failure."""
+    """The alerts of one run: a failure or audit failure per failed step, and a recovery per
+    published step whose previous status was a failure.
+
+    `results` is keyed by step (`asset` or `asset@partition`); `previous` maps a step key to
+    its last recorded status.
+    """
     events = []
-    for _, result in sorted(results.items()):
+    for node, result in sorted(results.items()):
         if isinstance(result, Blocked):
             continue
+        _, _, partition = node.partition("@")
+        args = (result, run_id, project, partition or None)
         if result.status == "audit_failed":
-            events.append(_event("audit_failure", result, run_id, project))
+            events.append(_event("audit_failure", *args))
         elif result.status in FAILED_STATUSES:
-            events.append(_event("failure", result, run_id, project))
-        elif previous is not None and previous.get(result.asset) in FAILED_STATUSES:
-            events.append(_event("recovery", result, run_id, project))
+            events.append(_event("failure", *args))
+        elif previous is not None and previous.get(node) in FAILED_STATUSES:
+            events.append(_event("recovery", *args))
     return events
 
 
@@ -351,7 +359,8 @@ def dispatch(
 
 
 def previous_statuses(project: Project, store: StateStore) -> dict[str, str] | None:
-    """Before a run: each asset's last recorded status, when recoveries are alerted.
+    """Before a run: each step's (`asset[@partition]`) last recorded status, when recoveries
+    are alerted.
 
     None (no recovery alerts) when `on_recovery` is off or the history cannot be read.
     """
@@ -362,11 +371,10 @@ def previous_statuses(project: Project, store: StateStore) -> dict[str, str] | N
     except Exception:
         log.exception("cannot read run history for recovery alerts")
         return None
-    statuses: dict[str, str] = {}
-    for (asset, _partition), step in latest.items():
-        if step.status in FAILED_STATUSES or asset not in statuses:
-            statuses[asset] = step.status
-    return statuses
+    return {
+        (asset if partition is None else f"{asset}@{partition}"): step.status
+        for (asset, partition), step in latest.items()
+    }
 
 
 def alert_run(

@@ -83,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("init", help="write a small working project")
     p.add_argument("dir", type=Path)
+
+    sub.add_parser("scheduler", help="run the schedules in the foreground (SIGTERM/Ctrl-C stops)")
+    sub.add_parser("schedules", help="schedules with their next tick and last tick's outcome")
     return parser
 
 
@@ -337,6 +340,43 @@ def _cmd_rollback(project: Project, args: argparse.Namespace, console: Console) 
         else:
             console.print(f"rolled back {step.asset}: {step.from_snapshot} -> {step.to_snapshot}")
     return EXIT_OK if all(s.to_snapshot is not None for s in steps) else EXIT_FAILED
+
+
+def _cmd_scheduler(project: Project, args: argparse.Namespace, console: Console) -> int:
+    from orchestrator.scheduler import run_scheduler
+
+    def log(line: str) -> None:
+        console.print(line, markup=False, soft_wrap=True)
+        console.file.flush()
+
+    return run_scheduler(project, log=log)
+
+
+def _cmd_schedules(project: Project, args: argparse.Namespace, console: Console) -> int:
+    from rich.table import Table
+
+    from orchestrator.scheduler import schedule_overview
+
+    overview = schedule_overview(project)
+    if not overview:
+        console.print('no schedules: declare one in an asset module, e.g. schedule("nightly", ...)')
+        return EXIT_OK
+    table = Table(box=None)
+    for column in ("schedule", "cron", "select", "next tick", "last tick", "outcome", "run"):
+        table.add_column(column)
+    for item in overview:
+        sched, last = item.schedule, item.last
+        table.add_row(
+            sched.name + (" (catchup)" if sched.catchup else ""),
+            f"{sched.cron} {sched.timezone}",
+            " ".join(sched.select),
+            sched.local(item.next_tick).isoformat() if item.next_tick else "-",
+            sched.local(last.tick_time).isoformat() if last else "-",
+            last.status if last else "-",
+            (last.run_id or "-") if last else "-",
+        )
+    console.print(table)
+    return EXIT_OK
 
 
 if __name__ == "__main__":

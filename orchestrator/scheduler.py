@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -50,8 +51,8 @@ from typing import Protocol
 
 from lakehouse.errors import SluiceError
 from orchestrator.loader import Project, load_project
-from orchestrator.schedule_state import ScheduleStore, TickStatus, new_owner_id
-from orchestrator.schedules import Schedule, due_tick, missed_ticks
+from orchestrator.schedule_state import ScheduleStore, TickRecord, TickStatus, new_owner_id
+from orchestrator.schedules import Schedule, due_tick
 
 POLL_S = 5.0
 LEASE_S = 60.0
@@ -157,7 +158,7 @@ class Scheduler:
 
     def __init__(
         self,
-        root: Path,
+        project: Project,
         *,
         log: Callable[[str], None],
         settings: Settings = Settings(),
@@ -166,14 +167,14 @@ class Scheduler:
         load: Callable[[Path], Project] = load_project,
         owner: str | None = None,
     ) -> None:
-        self.root = root
+        self.root = project.root
         self.settings = settings
         self.clock = clock or SystemClock()
         self.owner = owner or new_owner_id()
         self._log = log
         self._run_tick = run_tick
         self._load = load
-        self.project = load(root)
+        self.project = project
         self.store = ScheduleStore(self.project.config.state_url)
         self._running: dict[str, _Running] = {}
         self._adopted: list[tuple[str, datetime]] = []
@@ -189,7 +190,12 @@ class Scheduler:
         self.log(f"scheduler {self.owner} started; schedules: {names}")
         try:
             while not stop.is_set():
-                stop.wait(self.step())
+                try:
+                    wait_s = self.step()
+                except Exception as exc:  # e.g. the state database is unreachable: keep going
+                    self.log(f"evaluation failed: {type(exc).__name__}: {exc}")
+                    wait_s = self.settings.poll_s
+                stop.wait(wait_s)
             self.drain()
         finally:
             self.store.release_lease(self.owner)
@@ -201,19 +207,18 @@ class Scheduler:
         """Wait for the running runs, keeping the lease meanwhile."""
         if self.running():
             self.log(f"stopping: waiting for {len(self.running())} running run(s) to finish")
-        while self.running():
+        while running := self.running():
             self.store.acquire_lease(self.owner, self.settings.lease_s)
-            for item in self.running():
-                item.thread.join(self.settings.poll_s)
-                break
+            running[0].thread.join(self.settings.poll_s)
             self._reap()
 
     def force_stop(self) -> None:
         """A forced stop: mark this scheduler's open ticks `interrupted`, release the lease."""
         closed = self.store.mark_interrupted(self.owner, "scheduler was stopped during the run")
         for tick in closed:
-            self.log(f"tick {tick.schedule} {self._shown(tick.schedule, tick.tick_time)}: "
-                     "interrupted")
+            self.log(
+                f"tick {tick.schedule} {self._shown(tick.schedule, tick.tick_time)}: interrupted"
+            )
         self.store.release_lease(self.owner)
 
     def step(self) -> float:
@@ -261,9 +266,7 @@ class Scheduler:
                 return
             self._adopted.pop(0)
             if sched is None:
-                self.store.finish_tick(
-                    name, tick, "skipped", message="schedule no longer declared"
-                )
+                self.store.finish_tick(name, tick, "skipped", message="schedule no longer declared")
                 continue
             self._start(sched, tick)
 
@@ -277,8 +280,9 @@ class Scheduler:
         if tick is None:
             return
         if busy:
-            running = self._running[sched.name].tick
-            message = f"the run of tick {self._shown(sched.name, running)} is still going"
+            going = [r.tick for r in self.running() if r.sched.name == sched.name]
+            shown = self._shown(sched.name, going[0]) if going else "before"
+            message = f"the run of tick {shown} is still going"
             if self.store.claim_tick(
                 sched.name, tick, self.owner, status="skipped", message=message
             ):
@@ -290,16 +294,20 @@ class Scheduler:
         sched = self._schedule(sched.name) or sched
         if not self.store.claim_tick(sched.name, tick, self.owner):
             return
-        missed = 0 if sched.catchup else missed_ticks(sched, since, tick)
-        if missed and last is not None:
-            self.log(f"tick {sched.name}: {missed} missed tick(s) before this one are not run "
-                     "(catchup=False)")
+        earliest = sched.next_tick(since)
+        if last is not None and earliest is not None and earliest < tick:
+            self.log(
+                f"tick {sched.name}: ticks from {self._shown(sched.name, earliest)} until this "
+                "one were missed and are not run (catchup=False)"
+            )
         self._start(sched, tick)
 
     def _start(self, sched: Schedule, tick: datetime) -> None:
         project = self.project
         thread = threading.Thread(
-            target=self._run, args=(project, sched, tick), name=f"sluice-tick-{sched.name}",
+            target=self._run,
+            args=(project, sched, tick),
+            name=f"sluice-tick-{sched.name}",
             daemon=True,
         )
         with self._lock:
@@ -374,16 +382,17 @@ class Scheduler:
         self._log(f"{datetime.now(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')} {message}")
 
 
-def run_scheduler(root: Path, *, log: Callable[[str], None]) -> int:
+def run_scheduler(project: Project, *, log: Callable[[str], None]) -> int:
     """The `sluice scheduler` command: serve until SIGTERM/SIGINT (see the module doc)."""
     settings, clock = settings_from_env(os.environ)
-    scheduler = Scheduler(root, log=log, settings=settings, clock=clock)
+    scheduler = Scheduler(project, log=log, settings=settings, clock=clock)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         if stop.is_set():
             scheduler.log(f"{signal.Signals(signum).name} again: stopping now")
             scheduler.force_stop()
+            sys.stdout.flush()
             os._exit(1)  # run threads of the executor cannot be joined quickly
         scheduler.log(f"{signal.Signals(signum).name}: no new ticks; finishing running runs")
         stop.set()
@@ -394,3 +403,20 @@ def run_scheduler(root: Path, *, log: Callable[[str], None]) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+@dataclass(frozen=True)
+class ScheduleOverview:
+    schedule: Schedule
+    next_tick: datetime | None
+    last: TickRecord | None
+
+
+def schedule_overview(project: Project, *, now: datetime | None = None) -> list[ScheduleOverview]:
+    """For `sluice schedules`: each schedule, its next tick after `now`, its last recorded tick."""
+    now = now or datetime.now(UTC)
+    with ScheduleStore(project.config.state_url) as store:
+        return [
+            ScheduleOverview(s, s.next_tick(now), store.last_tick(s.name))
+            for s in project.schedules
+        ]

@@ -119,17 +119,6 @@ def due_tick(sched: Schedule, since: datetime, now: datetime) -> datetime | None
     return tick if tick is not None and tick > since else None
 
 
-def missed_ticks(sched: Schedule, since: datetime, tick: datetime, limit: int = 10_000) -> int:
-    """How many ticks after `since` and before `tick` a run of `tick` leaves out (capped)."""
-    count, cursor = 0, since
-    while count < limit:
-        following = sched.next_tick(cursor)
-        if following is None or following >= tick:
-            break
-        count, cursor = count + 1, following
-    return count
-
-
 def schedule(
     name: str,
     *,
