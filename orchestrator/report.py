@@ -12,7 +12,13 @@ from types import TracebackType
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.tree import Tree
 
@@ -97,6 +103,8 @@ class RunReporter:
         self.progress: Progress | None = None
         self.task: Any = None
         self.started = time.monotonic()
+        self.done = 0
+        self.failed = 0
 
     def __enter__(self) -> RunReporter:
         if self.console.is_terminal:
@@ -105,6 +113,8 @@ class RunReporter:
                 BarColumn(),
                 TextColumn("{task.completed}/{task.total}"),
                 TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
                 console=self.console,
                 transient=True,
             )
@@ -127,12 +137,23 @@ class RunReporter:
                 self.progress.update(self.task, description=f"running {step.node}")
             return
         assert result is not None
-        self.console.print(outcome_line(step, result))
+        self.done += 1
+        if not (isinstance(result, StepOutcome) and result.status == "published"):
+            self.failed += 1
+        self.console.print(f"[{self.done}/{self.total}{self._eta()}] " + outcome_line(step, result))
         if isinstance(result, StepOutcome):
             for line in _check_lines(result.checks):
                 self.console.print(line, markup=False)
         if self.progress is not None:
             self.progress.advance(self.task)
+            self.progress.update(self.task, description=f"{self.failed} failed")
+
+    def _eta(self) -> str:
+        """Remaining time at the average pace so far (plain-line mode has no live display)."""
+        if self.progress is not None or self.done >= self.total or self.total < 10:
+            return ""
+        remaining = (time.monotonic() - self.started) / self.done * (self.total - self.done)
+        return f", ETA {remaining:.0f}s"
 
 
 def print_summary(console: Console, summary: RunSummary) -> None:
@@ -196,8 +217,9 @@ def print_run(console: Console, run: RunRecord, steps: Sequence[StepRecord]) -> 
         took = f"{step.duration_s:.2f}s" if step.duration_s is not None else "-"
         rows = f", {step.rows} rows" if step.rows is not None else ""
         attempts = f", {step.attempts} attempts" if step.attempts > 1 else ""
+        node = f"{step.asset}@{step.partition}" if step.partition else step.asset
         console.print(
-            f"  [{_style(step.status)}]{step.status:<12}[/] {step.asset}{'@' + step.partition if step.partition else ''} {took}{rows}{attempts}"
+            f"  [{_style(step.status)}]{step.status:<12}[/] {node} {took}{rows}{attempts}"
         )
         if step.reasons:
             console.print(f"      why: {'; '.join(step.reasons)}", markup=False)
