@@ -169,8 +169,8 @@ def run_events(
 
 
 def generic_payload(event: AlertEvent) -> dict[str, Any]:
-    """The generic webhook body: every field of the event, as JSON."""
-    return event.to_dict()
+    """The generic webhook body: every field of the event, plus Slack-compatible `text`."""
+    return {**event.to_dict(), "text": slack_payload(event)["text"]}
 
 
 def slack_payload(event: AlertEvent) -> dict[str, Any]:

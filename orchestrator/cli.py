@@ -109,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `sluice` console script."""
     args = _parser().parse_args(argv)
     from rich.console import Console
+    from rich.markup import escape
 
     from lakehouse.errors import SluiceError
 
@@ -118,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(_dispatch(args, console))
     except SluiceError as exc:
-        console.print(f"[bold red]error:[/] {exc}", markup=True)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
         return _exit_code(exc)
     except KeyboardInterrupt:
         console.print("interrupted")

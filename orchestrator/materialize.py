@@ -47,7 +47,7 @@ def make_plan(
     selection: Sequence[str],
     *,
     force: bool = False,
-    partitions: PartitionSelection = PartitionSelection(),
+    partitions: PartitionSelection | None = None,
     ranged: bool = False,
 ) -> Plan:
     """Plan `selection` against what `main` holds right now."""
@@ -55,7 +55,12 @@ def make_plan(
     needed = plan_inputs(project.graph, selected)
     published = read_published(lh, project.graph, sorted(str(k) for k in needed))
     return build_plan(
-        project.graph, selected, published, force=force, partitions=partitions, ranged=ranged
+        project.graph,
+        selected,
+        published,
+        force=force,
+        partitions=partitions or PartitionSelection(),
+        ranged=ranged,
     )
 
 
@@ -191,7 +196,9 @@ def materialize_selection(
     partitions complete at that moment.
     """
     lh = open_lakehouse(project)
-    plan = make_plan(project, lh, selection, force=force)
+    plan = make_plan(
+        project, lh, selection, force=force, partitions=PartitionSelection(as_of=as_of)
+    )
     store = StateStore(project.config.state_url)
     try:
         return run_plan(

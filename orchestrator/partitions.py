@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -18,6 +19,7 @@ from orchestrator.names import validate_name
 
 Granularity = Literal["hour", "day", "month"]
 KEY_FORMATS: dict[Granularity, str] = {"hour": "%Y-%m-%dT%H", "day": "%Y-%m-%d", "month": "%Y-%m"}
+FINENESS: dict[Granularity, int] = {"hour": 2, "day": 1, "month": 0}
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class TimePartitions:
                 f"invalid partition start {self.start!r}: use 2024-01-01"
             ) from exc
 
-    @property
+    @cached_property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
@@ -64,57 +66,109 @@ class TimePartitions:
     def _example_key(self) -> str:
         return datetime(2024, 1, 1).strftime(KEY_FORMATS[self.granularity])
 
-    def parse_key(self, text: str) -> str:
-        """Validate a key (a longer date is truncated to this granularity: `2024-01-31` is
-        month `2024-01`)."""
-        for fmt in ("%Y-%m-%dT%H", "%Y-%m-%d", "%Y-%m"):
+    def _parse(self, text: str) -> tuple[datetime, Granularity]:
+        """`text` as a moment, and the granularity its format names."""
+        for granularity in ("hour", "day", "month"):
             try:
-                moment = datetime.strptime(text, fmt)
+                return datetime.strptime(text, KEY_FORMATS[granularity]), granularity
             except ValueError:
                 continue
-            if fmt == "%Y-%m" and self.granularity != "month":
-                break
-            if fmt == "%Y-%m-%d" and self.granularity == "hour":
-                break
-            return moment.strftime(KEY_FORMATS[self.granularity])
-        raise SelectionError(
+        raise self._invalid(text)
+
+    def _invalid(self, text: str) -> SelectionError:
+        return SelectionError(
             f"invalid {self.granularity} partition {text!r}: expected like {self._example_key()}"
         )
 
-    def _local_start(self, key: str) -> datetime:
-        return datetime.strptime(key, KEY_FORMATS[self.granularity]).replace(tzinfo=self.tz)
+    def _bound(self, text: str, *, last: bool = False) -> str:
+        """A range bound as a key: a longer date is truncated (`2024-01-31` is month
+        `2024-01`); a shorter one stands for its first (with `last`, its last) partition
+        (`--to 2024-01-31` of an hourly set is `2024-01-31T23`)."""
+        moment, given = self._parse(text)
+        fmt = KEY_FORMATS[self.granularity]
+        if FINENESS[given] >= FINENESS[self.granularity] or not last:
+            return moment.strftime(fmt)
+        return _step(_step(moment, given, 1), self.granularity, -1).strftime(fmt)
 
-    def _next(self, moment: datetime) -> datetime:
-        if self.granularity == "month":
-            year, month = (
-                (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
+    def parse_key(self, text: str) -> str:
+        """Validate one partition key (a longer date is truncated to this granularity:
+        `2024-01-31` is month `2024-01`). A local hour skipped by a DST change is refused."""
+        moment, given = self._parse(text)
+        if FINENESS[given] < FINENESS[self.granularity]:
+            raise self._invalid(text)
+        key = moment.strftime(KEY_FORMATS[self.granularity])
+        if not self._exists(key):
+            raise SelectionError(
+                f"{self.granularity} partition {key!r} does not exist in {self.timezone} "
+                "(skipped by a clock change)"
             )
-            return moment.replace(year=year, month=month, day=1)
-        if self.granularity == "day":
-            return (moment.replace(tzinfo=None) + timedelta(days=1)).replace(tzinfo=self.tz)
-        # Hours step in UTC so that a DST change neither repeats nor skips an hour.
-        return (moment.astimezone(UTC) + timedelta(hours=1)).astimezone(self.tz)
+        return key
+
+    def _utc_start(self, key: str) -> datetime:
+        """The first instant whose local time falls in `key` (for a local time repeated by a
+        DST change, its first occurrence), in UTC."""
+        return self._resolve(datetime.strptime(key, KEY_FORMATS[self.granularity]))
+
+    def _resolve(self, wall: datetime) -> datetime:
+        """The UTC instant of local wall time `wall` (its first occurrence; a skipped wall
+        time resolves to the instant of the clock change)."""
+        return wall.replace(tzinfo=self.tz).astimezone(UTC)
+
+    def _truncate(self, wall: datetime) -> datetime:
+        wall = wall.replace(minute=0, second=0, microsecond=0, tzinfo=None)
+        if self.granularity == "hour":
+            return wall
+        wall = wall.replace(hour=0)
+        return wall if self.granularity == "day" else wall.replace(day=1)
+
+    def _exists_wall(self, wall: datetime) -> bool:
+        """Whether some instant's local time falls in partition `wall` (an hour skipped by a
+        DST change has none)."""
+        return self._truncate(self._resolve(wall).astimezone(self.tz)) == wall
+
+    def _exists(self, key: str) -> bool:
+        return self._exists_wall(datetime.strptime(key, KEY_FORMATS[self.granularity]))
+
+    def _step_wall(self, wall: datetime, direction: int) -> datetime:
+        """The next (1) or previous (-1) existing partition, stepping the local calendar."""
+        while True:
+            wall = _step(wall, self.granularity, direction)
+            if self._exists_wall(wall):
+                return wall
+
+    def _step_key(self, key: str, direction: int) -> str:
+        fmt = KEY_FORMATS[self.granularity]
+        return self._step_wall(datetime.strptime(key, fmt), direction).strftime(fmt)
 
     def key_of(self, moment: datetime) -> str:
-        local = moment.astimezone(self.tz) if moment.tzinfo else moment.replace(tzinfo=self.tz)
-        return local.strftime(KEY_FORMATS[self.granularity])
+        """The key of the partition holding `moment` (a naive moment is local wall time)."""
+        aware = moment if moment.tzinfo else moment.replace(tzinfo=self.tz)
+        # Through UTC: `astimezone` to the same zone would keep a non-existent wall time.
+        return aware.astimezone(UTC).astimezone(self.tz).strftime(KEY_FORMATS[self.granularity])
 
     def window(self, key: str) -> tuple[datetime, datetime]:
-        """`[start, end)` of partition `key`, as timezone-aware datetimes."""
-        start = self._local_start(self.parse_key(key))
-        return start, self._next(start)
+        """`[start, end)` of partition `key`, as timezone-aware datetimes. Windows tile time:
+        the end of one is the start of the next (a local hour repeated by a DST change is one
+        two-hour partition; a skipped one has no partition)."""
+        key = self.parse_key(key)
+        start, end = self._utc_start(key), self._utc_start(self._step_key(key, 1))
+        return start.astimezone(self.tz), end.astimezone(self.tz)
 
     def keys(self, first: str, last: str) -> list[str]:
         """Every key from `first` to `last` inclusive, clipped to the set's start."""
-        first_key, last_key = self.parse_key(first), self.parse_key(last)
+        first_key = self._bound(first)
+        last_key = self._bound(last, last=True)
         if last_key < first_key:
             raise SelectionError(f"--to {last} is before --from {first}")
-        first_key = max(first_key, self.first_key())
+        fmt = KEY_FORMATS[self.granularity]
+        wall = datetime.strptime(max(first_key, self.first_key()), fmt)
+        if not self._exists_wall(wall):
+            wall = self._step_wall(wall, 1)
+        end = datetime.strptime(last_key, fmt)
         found = []
-        moment = self._local_start(first_key)
-        while (key := moment.strftime(KEY_FORMATS[self.granularity])) <= last_key:
-            found.append(key)
-            moment = self._next(moment)
+        while wall <= end:
+            found.append(wall.strftime(fmt))
+            wall = self._step_wall(wall, 1)
         return found
 
     def first_key(self) -> str:
@@ -122,47 +176,42 @@ class TimePartitions:
 
     def latest(self, now: datetime) -> str | None:
         """The newest partition complete at `now` (plus `end_offset` in-progress ones)."""
-        current = self.key_of(now)
-        moment = self._local_start(current)
+        key = self.key_of(now)
         for _ in range(self.end_offset):
-            moment = self._next(moment)
-        key = self._previous_key(moment.strftime(KEY_FORMATS[self.granularity]))
+            key = self._step_key(key, 1)
+        key = self._step_key(key, -1)
         return key if key >= self.first_key() else None
-
-    def _previous_key(self, key: str) -> str:
-        start = self._local_start(key)
-        if self.granularity == "hour":
-            return (
-                (start.astimezone(UTC) - timedelta(hours=1))
-                .astimezone(self.tz)
-                .strftime(KEY_FORMATS["hour"])
-            )
-        if self.granularity == "day":
-            return (start.date() - timedelta(days=1)).strftime(KEY_FORMATS["day"])
-        year, month = (start.year - 1, 12) if start.month == 1 else (start.year, start.month - 1)
-        return date(year, month, 1).strftime(KEY_FORMATS["month"])
 
     def upstream_keys(self, key: str, upstream: TimePartitions) -> list[str]:
         """Partitions of `upstream` that partition `key` reads: those overlapping its window
         widened by `lookback` (identity for equal partitioning without lookback)."""
-        start = self.window(key)[0]
+        key = self.parse_key(key)
+        first = key
         for _ in range(self.lookback):
-            start = self.window(self._previous_key(start.strftime(KEY_FORMATS[self.granularity])))[
-                0
-            ]
-        end = self.window(key)[1]
-        first = upstream.key_of(start)
+            first = self._step_key(first, -1)
+        start = self._utc_start(first)
+        end = self._utc_start(self._step_key(key, 1))
         found = []
-        moment = upstream._local_start(first)
-        while moment < end:
-            candidate = moment.strftime(KEY_FORMATS[upstream.granularity])
+        candidate = upstream.key_of(start)
+        # Compare instants in UTC: aware datetimes of one zone compare by wall time.
+        while upstream._utc_start(candidate) < end:
             if candidate >= upstream.first_key():
                 found.append(candidate)
-            moment = upstream._next(moment)
+            candidate = upstream._step_key(candidate, 1)
         return found
 
     def label(self, first: str, last: str) -> str:
         return first if first == last else f"{first}..{last}"
+
+
+def _step(moment: datetime, granularity: Granularity, direction: int) -> datetime:
+    """`moment` moved by one local hour, day or month (wall-clock arithmetic, no zone)."""
+    if granularity == "hour":
+        return moment + timedelta(hours=direction)
+    if granularity == "day":
+        return moment + timedelta(days=direction)
+    months = moment.year * 12 + moment.month - 1 + direction
+    return moment.replace(year=months // 12, month=months % 12 + 1, day=1)
 
 
 def DailyPartitions(  # noqa: N802 - reads as a type in asset declarations

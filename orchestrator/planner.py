@@ -184,18 +184,35 @@ def _missing_hint(asset: str, missing: Sequence[str]) -> str | None:
 
 
 def merge_ranges(plan: Plan) -> Plan:
-    """One step per partitioned asset covering all its planned partitions (one WAP cycle)."""
-    groups: dict[str, list[PlannedStep]] = {}
+    """One step per partitioned asset covering its planned partitions (one WAP cycle), or one
+    per contiguous run of them: a write over a window replaces every partition in it, so it
+    must never span a fresh partition (which it would rebuild without recording its inputs)."""
+    fresh: dict[str, list[str]] = {}
+    for node in plan.fresh:
+        asset, _, partition = node.partition("@")
+        if partition:
+            fresh.setdefault(asset, []).append(partition)
+    groups: dict[str, list[list[PlannedStep]]] = {}
     for step in plan.steps:
-        groups.setdefault(step.asset if step.partition is not None else step.node, []).append(step)
+        if step.partition is None:
+            groups[step.node] = [[step]]
+            continue
+        runs = groups.setdefault(step.asset, [])
+        if runs and not any(
+            runs[-1][-1].partitions[-1] < f < step.partitions[0] for f in fresh.get(step.asset, ())
+        ):
+            runs[-1].append(step)
+        else:
+            runs.append([step])
     merged_node = {
         s.node: node_key(s.asset, _range_label(group))
-        for group in groups.values()
+        for runs in groups.values()
+        for group in runs
         for s in group
         if s.partition is not None
     }
     steps = []
-    for group in groups.values():
+    for group in (group for runs in groups.values() for group in runs):
         first = group[0]
         if first.partition is None:
             steps.append(_rewire(first, merged_node))
@@ -215,7 +232,7 @@ def merge_ranges(plan: Plan) -> Plan:
                     pinned=pinned,
                     blocked=blocked,
                     partition=_range_label(group),
-                    partitions=tuple(s.partition for s in group if s.partition),
+                    partitions=tuple(p for s in group for p in s.partitions),
                     waits_for=tuple(
                         dict.fromkeys(w for s in group for w in (s.waits_for or ()) if w not in own)
                     ),
@@ -227,8 +244,8 @@ def merge_ranges(plan: Plan) -> Plan:
 
 
 def _range_label(group: Sequence[PlannedStep]) -> str:
-    keys = [s.partition for s in group if s.partition is not None]
-    return keys[0] if len(keys) == 1 else f"{keys[0]}{RANGE_SEPARATOR}{keys[-1]}"
+    first, last = group[0].partitions[0], group[-1].partitions[-1]
+    return first if first == last else f"{first}{RANGE_SEPARATOR}{last}"
 
 
 def _rewire(step: PlannedStep, merged: Mapping[str, str]) -> PlannedStep:

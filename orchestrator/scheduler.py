@@ -115,6 +115,37 @@ def settings_from_env(environ: Mapping[str, str]) -> tuple[Settings, Clock]:
     return Settings(poll_s=poll, lease_s=lease), clock
 
 
+STOP_CHECK_S = 0.1
+"""How often waiting loops look at a stop request."""
+
+
+class StopRequest:
+    """Stop requests, safe to make from a signal handler: it only bumps a counter (no lock, no
+    I/O there, so a handler can never deadlock on a lock the interrupted code holds)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.reason = "stop"
+
+    def request(self, reason: str = "stop") -> None:
+        self.reason = reason
+        self.count += 1
+
+    @property
+    def stopping(self) -> bool:
+        return self.count >= 1
+
+    @property
+    def forced(self) -> bool:
+        return self.count >= 2
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep up to `seconds`, waking early when a stop is requested."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, STOP_CHECK_S))
+
+
 @dataclass(frozen=True)
 class TickResult:
     """How a tick's run ended, as the scheduler records it."""
@@ -184,33 +215,44 @@ class Scheduler:
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def serve(self, stop: threading.Event) -> int:
-        """Run until `stop` is set, then let running runs finish; returns the exit code."""
+    def serve(self, stop: StopRequest) -> int:
+        """Run until a stop is requested, then let running runs finish (unless a second stop
+        is requested meanwhile); returns the exit code, 0 or (forced) 1."""
         names = ", ".join(s.name for s in self.project.schedules) or "none"
         self.log(f"scheduler {self.owner} started; schedules: {names}")
         try:
-            while not stop.is_set():
+            while not stop.stopping:
                 try:
                     wait_s = self.step()
                 except Exception as exc:  # e.g. the state database is unreachable: keep going
                     self.log(f"evaluation failed: {type(exc).__name__}: {exc}")
                     wait_s = self.settings.poll_s
-                stop.wait(wait_s)
-            self.drain()
+                stop.sleep(wait_s)
+            self.log(f"{stop.reason}: no new ticks; finishing running runs")
+            finished = self.drain(stop)
         finally:
             self.store.release_lease(self.owner)
             self.store.close()
-        self.log("scheduler stopped")
-        return 0
+        self.log("scheduler stopped" if finished else "scheduler stopped at once")
+        return 0 if finished else 1
 
-    def drain(self) -> None:
-        """Wait for the running runs, keeping the lease meanwhile."""
+    def drain(self, stop: StopRequest | None = None) -> bool:
+        """Wait for the running runs, keeping the lease meanwhile. If `stop` is forced first,
+        mark their ticks `interrupted` instead and return False."""
         if self.running():
             self.log(f"stopping: waiting for {len(self.running())} running run(s) to finish")
+        renewed = time.monotonic()
         while running := self.running():
-            self.store.acquire_lease(self.owner, self.settings.lease_s)
-            running[0].thread.join(self.settings.poll_s)
+            if stop is not None and stop.forced:
+                self.log(f"{stop.reason} again: stopping now")
+                self.force_stop()
+                return False
+            if time.monotonic() - renewed >= self.settings.poll_s:
+                self.store.acquire_lease(self.owner, self.settings.lease_s)
+                renewed = time.monotonic()
+            running[0].thread.join(STOP_CHECK_S)
             self._reap()
+        return True
 
     def force_stop(self) -> None:
         """A forced stop: mark this scheduler's open ticks `interrupted`, release the lease."""
@@ -290,7 +332,11 @@ class Scheduler:
             return
         if not self._free_slot():
             return
-        self._reload()
+        broken = self._reload()
+        if broken is not None:  # like the CLI, never run a project that does not load
+            if self.store.claim_tick(sched.name, tick, self.owner, status="failed", message=broken):
+                self.log(f"tick {sched.name} {self._shown(sched.name, tick)}: FAILED ({broken})")
+            return
         sched = self._schedule(sched.name) or sched
         if not self.store.claim_tick(sched.name, tick, self.owner):
             return
@@ -341,14 +387,18 @@ class Scheduler:
             with self._lock:
                 self._running.pop(sched.name, None)
 
-    def _reload(self) -> None:
-        """Pick up code changes before a run, when no run is going (reloading swaps modules)."""
+    def _reload(self) -> str | None:
+        """Pick up code changes before a run, when no run is going (reloading swaps modules).
+
+        Returns the definition error when the project no longer loads.
+        """
         if self.running():
-            return
+            return None
         try:
             self.project = self._load(self.root)
         except SluiceError as exc:
-            self.log(f"project reload failed, keeping the previous definitions: {exc}")
+            return f"the project does not load: {exc}"
+        return None
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -386,23 +436,21 @@ def run_scheduler(project: Project, *, log: Callable[[str], None]) -> int:
     """The `sluice scheduler` command: serve until SIGTERM/SIGINT (see the module doc)."""
     settings, clock = settings_from_env(os.environ)
     scheduler = Scheduler(project, log=log, settings=settings, clock=clock)
-    stop = threading.Event()
+    stop = StopRequest()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        if stop.is_set():
-            scheduler.log(f"{signal.Signals(signum).name} again: stopping now")
-            scheduler.force_stop()
-            sys.stdout.flush()
-            os._exit(1)  # run threads of the executor cannot be joined quickly
-        scheduler.log(f"{signal.Signals(signum).name}: no new ticks; finishing running runs")
-        stop.set()
+        stop.request(signal.Signals(signum).name)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return scheduler.serve(stop)
+        code = scheduler.serve(stop)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if stop.forced:  # the executor's step threads cannot be joined quickly: leave now
+        sys.stdout.flush()
+        os._exit(code)
+    return code
 
 
 @dataclass(frozen=True)

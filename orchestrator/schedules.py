@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from orchestrator.assets import validate_name
 from orchestrator.errors import DefinitionError, SelectionError
@@ -97,7 +97,10 @@ def ticks_between(sched: Schedule, after: datetime, until: datetime) -> list[dat
     found: set[datetime] = set()
     walls = croniter(sched.cron, start)
     while True:
-        wall: datetime = walls.get_next(datetime)
+        try:
+            wall: datetime = walls.get_next(datetime)
+        except CroniterBadDateError:  # matches no date at all (e.g. February 30th)
+            break
         if wall > stop:
             break
         for instant in _instants(wall, zone, every_hour):
