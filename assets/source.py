@@ -5,21 +5,35 @@ comes out of `random.Random` instances seeded with strings (stable across Python
 machines) and fixed calendar anchors, never the clock, so the same seed and size give
 byte-identical Arrow data on every run.
 
+The order feed is served one day at a time, like an API queried with `placed_on=<day>`: the
+records of a day depend only on the seed, the day and the size (orders per day), never on
+which other days were asked for or in which order, so any day can be rebuilt alone and comes
+out identical. The feed starts on `FIRST_DAY` (2024-01-01) and has no last day. Each day is
+served in its final state: every record the API will ever deliver for orders placed that day,
+including late arrivals and redeliveries ingested days afterwards. (For the last few days
+before today that means `ingested_at` values in the future: the price of a feed that does not
+read the clock.)
+
 The data is "raw as it arrived": nearly every column is a string, and a small share of the
 records is dirty the way real feeds are:
 
 * redeliveries: the same `order_id` delivered again later (a later `ingested_at`), usually with
-  the status moved along its lifecycle;
-* late arrivals: records ingested days after their `order_ts`;
+  the status moved along its lifecycle; filed under the same day as the original;
+* late arrivals: records ingested days after their `order_ts` (still filed under the day the
+  order was placed);
 * malformed records: unparseable timestamps, negative or non-numeric amounts, missing customer
   ids;
 * cosmetic noise silver has to normalize: two timestamp formats, status casing and padding,
   e-mail casing and whitespace;
 * orders for customers that are not (yet) in the customer extract.
 
-Orders stream as Arrow record batches of `BATCH_ROWS`; every batch has its own generator, so a
-batch never depends on the ones before it and memory stays flat however many rows are asked
-for. Redeliveries therefore only repeat orders of their own batch.
+Besides the raw strings, each order record carries two typed fields the API sets itself:
+`order_date`, the day it is filed under (the day the order was placed, whatever its `order_ts`
+string says), and `ingested_at`.
+
+Orders stream as Arrow record batches of at most `BATCH_ROWS`; every (day, batch) has its own
+generator, so a batch never depends on the ones before it and memory stays flat however many
+rows are asked for. Redeliveries therefore only repeat orders of their own batch.
 """
 
 from __future__ import annotations
@@ -35,14 +49,16 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 DEFAULT_SEED = 42
-DEFAULT_ROWS = 20_000
+DEFAULT_ROWS = 1_000  # order records per day
 ROWS_ENV = "SLUICE_EXAMPLE_ROWS"
 BATCH_ROWS = 100_000
+DAY_S = 86_400
 
-WINDOW_START = datetime(2024, 1, 1)
-WINDOW_DAYS = 91  # orders are placed 2024-01-01 .. 2024-03-31
+FIRST_DAY = date(2024, 1, 1)  # the order feed's first day; it has no last one
+FEED_START = datetime.combine(FIRST_DAY, datetime.min.time())  # products changed before it
+CUSTOMER_UPDATE_DAYS = 91  # second customer versions are dated 2024-01-01 .. 2024-03-31
 SIGNUP_START = date(2021, 1, 1)
 SIGNUP_DAYS = 1095  # customers signed up 2021-01-01 .. 2023-12-31
 
@@ -64,6 +80,7 @@ PRODUCT_COUNT = 140
 # Shares of order records (approximate: each is drawn independently per record).
 DUPLICATE_RATE = 0.02  # record is a redelivery of an order already delivered in the batch
 LATE_RATE = 0.03  # original record ingested 1 to 6 days after order_ts
+MAX_DELAY_DAYS = 10  # no record is ingested later than this after its order_ts
 BAD_TIMESTAMP_RATE = 0.004  # order_ts cannot be parsed
 BAD_AMOUNT_RATE = 0.004  # amount is negative or not a number
 MISSING_CUSTOMER_RATE = 0.003  # customer_id is null or empty
@@ -82,6 +99,7 @@ ORDERS_SCHEMA = pa.schema(
         pa.field("status", pa.string()),
         pa.field("channel", pa.string()),
         pa.field("order_ts", pa.string()),
+        pa.field("order_date", pa.date32(), nullable=False),
         pa.field("ingested_at", pa.timestamp("us"), nullable=False),
     ]
 )
@@ -145,7 +163,7 @@ _UNKNOWN_CUSTOMER_BELOW = _MISSING_CUSTOMER_BELOW + UNKNOWN_CUSTOMER_RATE
 
 
 def example_rows(default: int = DEFAULT_ROWS) -> int:
-    """Number of order records, from `SLUICE_EXAMPLE_ROWS` (e.g. `200000` or `1_000_000`)."""
+    """Order records per day, from `SLUICE_EXAMPLE_ROWS` (e.g. `20000` or `100_000`)."""
     raw = os.environ.get(ROWS_ENV, "").strip()
     if not raw:
         return default
@@ -170,11 +188,12 @@ def code_version(*, sized: bool = True, seed: int = DEFAULT_SEED) -> str:
 
 
 def customer_count(rows: int) -> int:
-    """Customers in the extract for `rows` order records: one per ten orders, at least 100."""
-    return max(100, rows // 10)
+    """Customers in the extract for a feed of `rows` order records a day: ten per daily order
+    (about three orders per customer a month), at least 100."""
+    return max(100, rows * 10)
 
 
-def _rng(kind: str, seed: int, part: int = 0) -> random.Random:
+def _rng(kind: str, seed: int, part: int | str = 0) -> random.Random:
     return random.Random(f"sluice-example:{kind}:{seed}:{part}")
 
 
@@ -218,7 +237,7 @@ def products(seed: int = DEFAULT_SEED) -> pa.Table:
     for index, price in enumerate(prices):
         category = CATEGORIES[index % len(CATEGORIES)]
         name = f"{_pick(rng, _ADJECTIVES)} {_pick(rng, _NOUNS[category])} {index // 7 + 1}"
-        updated = WINDOW_START - timedelta(days=1 + int(rng.random() * 365))
+        updated = FEED_START - timedelta(days=1 + int(rng.random() * 365))
         columns["product_id"].append(f"P{index + 1:04d}")
         columns["product_name"].append(name)
         columns["category"].append(category)
@@ -228,7 +247,7 @@ def products(seed: int = DEFAULT_SEED) -> pa.Table:
 
 
 def customers(rows: int | None = None, seed: int = DEFAULT_SEED) -> pa.Table:
-    """The customer extract, PII included, for a feed of `rows` order records.
+    """The customer extract, PII included, for a feed of `rows` order records a day.
 
     About `CUSTOMER_DUPLICATE_RATE` of the customers appear twice: the second version follows
     the first, with a later `updated_at` and a changed e-mail address.
@@ -264,7 +283,7 @@ def customers(rows: int | None = None, seed: int = DEFAULT_SEED) -> pa.Table:
         add(cid, first, last, email, country, signup, _micros(updated))
         if rng.random() < CUSTOMER_DUPLICATE_RATE:
             moved = f"{first}.{last}.{index + 1}@{_pick(rng, _EMAIL_DOMAINS)}".lower()
-            later = WINDOW_START + timedelta(seconds=int(rng.random() * WINDOW_DAYS * 86_400))
+            later = FEED_START + timedelta(seconds=int(rng.random() * CUSTOMER_UPDATE_DAYS * DAY_S))
             add(cid, first, last, moved, country, signup, _micros(later))
     return pa.Table.from_pydict(columns, schema=CUSTOMERS_SCHEMA)
 
@@ -303,24 +322,34 @@ def _amounts(cents: pa.Array) -> pa.Array:
     return pc.binary_join_element_wise(pc.cast(whole, pa.string()), fraction, ".")
 
 
-def order_batch(
-    batch: int, rows: int, seed: int = DEFAULT_SEED, batch_rows: int = BATCH_ROWS
-) -> pa.RecordBatch:
-    """Order records `batch * batch_rows` up to `rows` (exclusive) of a feed of `rows` records.
+def _check_day(day: date) -> None:
+    if isinstance(day, datetime) or not isinstance(day, date):
+        raise TypeError(f"expected a datetime.date, got {day!r}")
+    if day < FIRST_DAY:
+        raise ValueError(f"the order feed starts on {FIRST_DAY}; there is nothing on {day}")
 
-    Record `i` is placed at about `i / rows` of the way through the order window, so order ids
-    grow with time; `order_id` is derived from `i`, so redeliveries leave gaps in the sequence.
-    The loop draws plain numbers per record; Arrow compute renders them as the source's strings,
-    and a few records get a defect rendered in place (`*_defect`, null when none).
+
+def order_batch(
+    day: date, batch: int, rows: int, seed: int = DEFAULT_SEED, batch_rows: int = BATCH_ROWS
+) -> pa.RecordBatch:
+    """Order records `batch * batch_rows` up to `rows` (exclusive) of `day`'s `rows` records.
+
+    A pure function of its arguments: it draws from a generator seeded with the seed, the day
+    and the batch number only. Record `i` is placed at about `i / rows` of the way through the
+    day, so order ids (`O<yyyymmdd>-<i+1>`) grow with time; redeliveries repeat an id and
+    leave a gap in the sequence. The loop draws plain numbers per record; Arrow compute renders
+    them as the source's strings, and a few records get a defect rendered in place (`*_defect`,
+    null when none). Every record has `order_date == day`.
     """
+    _check_day(day)
     start, stop = batch * batch_rows, min(rows, (batch + 1) * batch_rows)
     if start >= stop:
         raise ValueError(f"batch {batch} is empty for {rows} rows of {batch_rows} per batch")
-    rng = _rng("orders", seed, batch)
+    rng = _rng("orders", seed, f"{day.isoformat()}/{batch}")
     draw = rng.random
     prices = _product_prices(seed)
     n_customers = customer_count(rows)
-    window_s = WINDOW_DAYS * 86_400
+    day_start = datetime.combine(day, datetime.min.time())
     order_no: list[int] = []
     customer_no: list[int | None] = []
     customer_defect: list[str | None] = []
@@ -330,7 +359,7 @@ def order_batch(
     amount_defect: list[str | None] = []
     status: list[str] = []
     channel: list[str] = []
-    placed_s: list[int] = []  # seconds since WINDOW_START
+    placed_s: list[int] = []  # seconds since the day's midnight
     iso: list[bool] = []
     ts_defect: list[str | None] = []
     ingested_s: list[int] = []
@@ -356,14 +385,14 @@ def order_batch(
                 ingested_s.append(ingested_s[last] + 3_600 + int(draw() * 82_800))
                 continue
 
-        placed = int((i + draw()) * window_s / rows)
+        placed = int((i + draw()) * DAY_S / rows)  # seconds since the day's midnight UTC
         customer: int | None = int(n_customers * _skewed(draw(), 1.0)) + 1
         product = int(PRODUCT_COUNT * _skewed(draw(), 0.6))
         qty = 1 + int(4 * _skewed(_skewed(draw(), 1.0), 1.0))
         discount = (0, 0, 0, 0, 0, 0, 0, 10, 10, 25)[int(draw() * 10)]
         true_status = _STATUS_BY_BOUND[bisect(_STATUS_BOUNDS, draw())]
         if draw() < LATE_RATE:
-            ingested = placed + 86_400 + int(draw() * 5 * 86_400)
+            ingested = placed + DAY_S + int(draw() * 5 * DAY_S)
         else:
             ingested = placed + 60 + int(draw() * 7_140)
         amount = (prices[product] * qty * (100 - discount) + 50) // 100
@@ -371,12 +400,12 @@ def order_batch(
 
         roll = draw()
         if i == 0:
-            roll = 1.0  # the feed's first record is always clean: a tiny feed still has an order
+            roll = 1.0  # a day's first record is always clean: a tiny feed still has an order
         if roll < _BAD_TS_BELOW:
             if draw() < 0.7:
                 bad_ts = _pick(rng, _BAD_TIMESTAMPS)
             else:  # day-first, without seconds
-                bad_ts = (WINDOW_START + timedelta(seconds=placed)).strftime("%d/%m/%Y %H:%M")
+                bad_ts = (day_start + timedelta(seconds=placed)).strftime("%d/%m/%Y %H:%M")
         elif roll < _BAD_AMOUNT_BELOW:
             bad_amount = f"-{_cents(amount)}" if draw() < 0.5 else _pick(rng, _BAD_AMOUNTS)
         elif roll < _MISSING_CUSTOMER_BELOW:
@@ -400,14 +429,14 @@ def order_batch(
         ts_defect.append(bad_ts)
         ingested_s.append(ingested)
 
-    epoch_s = _micros(WINDOW_START) // 1_000_000
+    epoch_s = _micros(day_start) // 1_000_000
     placed_at = pc.cast(pc.add(pa.array(placed_s, pa.int64()), epoch_s), pa.timestamp("s"))
     plain_ts = pc.cast(placed_at, pa.string())  # 2024-01-31 12:34:56
     iso_ts = pc.binary_join_element_wise(pc.replace_substring(plain_ts, " ", "T"), "Z", "")
     ingested_at = pc.multiply(pc.add(pa.array(ingested_s, pa.int64()), epoch_s), 1_000_000)
     return pa.RecordBatch.from_arrays(
         [
-            _ids("O", pa.array(order_no, pa.int64()), 10),
+            _ids(f"O{day:%Y%m%d}-", pa.array(order_no, pa.int64()), 7),
             pc.coalesce(
                 pa.array(customer_defect, pa.string()),
                 _ids("C", pa.array(customer_no, pa.int64()), 7),
@@ -423,28 +452,51 @@ def order_batch(
                 pa.array(ts_defect, pa.string()),
                 pc.if_else(pa.array(iso, pa.bool_()), iso_ts, plain_ts),
             ),
+            pa.array([day] * len(order_no), pa.date32()),
             pc.cast(ingested_at, pa.timestamp("us")),
         ],
         schema=ORDERS_SCHEMA,
     )
 
 
+def days(first: date, end: date | None = None) -> list[date]:
+    """The days from `first` up to `end` (exclusive; default: just `first`)."""
+    end = end or first + timedelta(days=1)
+    return [first + timedelta(days=n) for n in range((end - first).days)]
+
+
 def order_batches(
-    rows: int | None = None, seed: int = DEFAULT_SEED, batch_rows: int = BATCH_ROWS
+    first: date,
+    end: date | None = None,
+    rows: int | None = None,
+    seed: int = DEFAULT_SEED,
+    batch_rows: int = BATCH_ROWS,
 ) -> Iterator[pa.RecordBatch]:
-    """The order feed, batch by batch, generated lazily."""
+    """The feed of the days `[first, end)` (default: the day `first`), batch by batch, day by
+    day, generated lazily; `rows` records per day."""
     rows = rows or example_rows()
-    for batch in range(-(-rows // batch_rows)):
-        yield order_batch(batch, rows, seed, batch_rows)
+    for day in days(first, end):
+        for batch in range(-(-rows // batch_rows)):
+            yield order_batch(day, batch, rows, seed, batch_rows)
 
 
 def orders_reader(
-    rows: int | None = None, seed: int = DEFAULT_SEED, batch_rows: int = BATCH_ROWS
+    first: date,
+    end: date | None = None,
+    rows: int | None = None,
+    seed: int = DEFAULT_SEED,
+    batch_rows: int = BATCH_ROWS,
 ) -> pa.RecordBatchReader:
-    """The order feed as a stream: one batch in memory at a time."""
-    return pa.RecordBatchReader.from_batches(ORDERS_SCHEMA, order_batches(rows, seed, batch_rows))
+    """The feed of the days `[first, end)` as a stream: one batch in memory at a time."""
+    for day in days(first, end):
+        _check_day(day)  # fail here, not in the middle of a stream
+    return pa.RecordBatchReader.from_batches(
+        ORDERS_SCHEMA, order_batches(first, end, rows, seed, batch_rows)
+    )
 
 
-def orders(rows: int | None = None, seed: int = DEFAULT_SEED) -> pa.Table:
-    """The whole order feed as one table (convenient for small sizes and tests)."""
-    return orders_reader(rows, seed).read_all()
+def orders(
+    first: date, end: date | None = None, rows: int | None = None, seed: int = DEFAULT_SEED
+) -> pa.Table:
+    """The feed of the days `[first, end)` as one table (convenient for small sizes and tests)."""
+    return orders_reader(first, end, rows, seed).read_all()

@@ -1,22 +1,26 @@
 """Shared benchmark machinery: subprocess sides, statistics, tables and JSON results.
 
-Every measured side runs in a fresh Python process. Either the process itself is the thing
-measured (`run_process`: wall time and peak RSS from `os.wait4`, so the numbers belong to that
-one child) or it runs a function of a benchmark module (`run_worker`) that times its own
-measured section after its imports and setup, and reports its own peak RSS
-(`ru_maxrss` of `RUSAGE_SELF`). Sides are interleaved (A B, B A, ...) so that drift of the
-machine hits both alike, and each ratio is reported as the ratio of the medians together with
-the min-max of the per-repetition ratios.
+Every measured side runs in a fresh Python process, started by a small helper process
+(`bench/spawner.py`, so the child's peak RSS is not inflated by the driver's). Either the
+process itself is the thing measured (`run_process`: wall time and peak RSS from `os.wait4`,
+so the numbers belong to that one child) or it runs a function of a benchmark module
+(`run_worker`) that times its own measured section after its imports and setup, and reports
+its own peak RSS (`ru_maxrss` of `RUSAGE_SELF`). Sides are interleaved (A B, B A, ...) so
+that drift of the machine hits both alike, and each ratio is reported as the ratio of the
+medians together with the min-max of the per-repetition ratios.
 
 This module stays cheap to import: workers import it, and a worker's peak RSS is measured.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -110,6 +114,10 @@ class ProcessResult:
     stdout: str
     stderr: str
     payload: dict[str, Any] | None = None
+    cpu_s: float = 0.0
+    """User + system CPU seconds of the child (and its reaped children)."""
+    foreign_share: float = 0.0
+    """Share of the machine's CPU used by other processes while the child ran (0..1)."""
 
     def check(self, what: str) -> ProcessResult:
         if self.returncode != 0:
@@ -119,11 +127,14 @@ class ProcessResult:
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of a measured child: the repository importable, no terminal tricks."""
+    """The environment of a measured child: the repository importable, no terminal tricks.
+
+    Bytecode caches are allowed even if this shell disables them: users run with `.pyc` files,
+    and without them every process would recompile the engine (and generated asset modules).
+    """
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
-    )
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     env.setdefault("PYTHONHASHSEED", "0")
     env["TERM"] = "dumb"
     env.pop("COLUMNS", None)
@@ -134,49 +145,132 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+CPUS = os.cpu_count() or 1
+BUSY_THRESHOLD = 0.15
+"""A measurement during which other processes used more than this share of the CPUs is
+counted as contended (reported, not discarded)."""
+CONTENTION: list[tuple[float, float]] = []
+"""(wall seconds, foreign share) of every measured child, in order."""
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+    try:
+        with open("/proc/stat") as handle:
+            fields = [int(v) for v in handle.readline().split()[1:]]
+    except OSError:
+        return 0.0, 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    total = sum(fields[:8])
+    return (total - idle) / _TICK, total / _TICK
+
+
+def wait_quiet(limit_s: float = 300.0, sample_s: float = 1.0) -> float:
+    """Wait (up to `limit_s`) until other processes leave the CPUs mostly idle.
+
+    Called between measurements, when this driver itself is idle; returns the busy share seen
+    last. On a shared machine this keeps other people's test runs out of most measurements.
+    """
+    waited = 0.0
+    while True:
+        busy0, total0 = machine_cpu()
+        time.sleep(sample_s)
+        busy1, total1 = machine_cpu()
+        share = (busy1 - busy0) / (total1 - total0) if total1 > total0 else 0.0
+        if share < BUSY_THRESHOLD or waited >= limit_s:
+            return share
+        waited += sample_s
+
+
+class _Spawner:
+    """The small process that forks every measured child (see `bench/spawner.py`)."""
+
+    _instance: _Spawner | None = None
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-S", "-u", str(Path(__file__).with_name("spawner.py"))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    @classmethod
+    def get(cls) -> _Spawner:
+        if cls._instance is None or cls._instance.proc.poll() is not None:
+            cls._instance = cls()
+            atexit.register(cls._instance.close)
+        return cls._instance
+
+    def call(self, request: dict[str, Any]) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise BenchFailure("the spawner process died")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait()
+
+
 class _Child:
-    """A started child whose output goes to temporary files (no pipe can fill up)."""
+    """A started child; its output goes to temporary files (no pipe can fill up)."""
 
     def __init__(self, argv: Sequence[str], cwd: Path | None, env: dict[str, str]) -> None:
         self.argv = tuple(argv)
-        self._out = tempfile.TemporaryFile(mode="w+")
-        self._err = tempfile.TemporaryFile(mode="w+")
-        self.started = time.perf_counter()
-        self.proc = subprocess.Popen(
-            self.argv,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._out,
-            stderr=self._err,
+        self._dir = Path(tempfile.mkdtemp(prefix="sluice-bench-out-"))
+        self.machine_start = machine_cpu()
+        reply = _Spawner.get().call(
+            {
+                "op": "spawn",
+                "argv": list(self.argv),
+                "cwd": str(cwd or Path.cwd()),
+                "env": env,
+                "stdout": str(self._dir / "stdout"),
+                "stderr": str(self._dir / "stderr"),
+            }
         )
+        self.pid: int = reply["pid"]
+
+    def _kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
 
     def wait(self, timeout: float | None) -> ProcessResult:
         timer = None
         if timeout is not None:
-            timer = threading.Timer(timeout, self.proc.kill)
+            timer = threading.Timer(timeout, self._kill)
             timer.start()
         try:
-            _, status, usage = os.wait4(self.proc.pid, 0)
+            reply = _Spawner.get().call({"op": "wait", "pid": self.pid})
         finally:
             if timer is not None:
                 timer.cancel()
-        wall = time.perf_counter() - self.started
-        code = os.waitstatus_to_exitcode(status)
-        self.proc.returncode = code
-        self._out.seek(0)
-        self._err.seek(0)
-        out, err = self._out.read(), self._err.read()
-        self._out.close()
-        self._err.close()
+        busy1, total1 = machine_cpu()
+        busy = busy1 - self.machine_start[0]
+        total = total1 - self.machine_start[1]
+        out = (self._dir / "stdout").read_text(errors="replace")
+        err = (self._dir / "stderr").read_text(errors="replace")
+        shutil.rmtree(self._dir, ignore_errors=True)
+        cpu = reply["cpu_s"]
+        foreign = max(0.0, busy - cpu) / total if total > 0 else 0.0
+        CONTENTION.append((reply["wall_s"], foreign))
         return ProcessResult(
             argv=self.argv,
-            returncode=code,
-            wall_s=wall,
-            maxrss_bytes=usage.ru_maxrss * 1024,  # Linux reports KiB
+            returncode=reply["returncode"],
+            wall_s=reply["wall_s"],
+            maxrss_bytes=reply["maxrss_kib"] * 1024,  # Linux reports KiB
             stdout=out,
             stderr=err,
             payload=_payload(out),
+            cpu_s=cpu,
+            foreign_share=foreign,
         )
 
 
@@ -206,11 +300,23 @@ def run_together(
     env: dict[str, str] | None = None,
     timeout: float | None = 1800,
 ) -> tuple[float, list[ProcessResult]]:
-    """Start several children at once; the wall time until the last one ended, and each."""
+    """Start several children at once; the wall time until the last one ended, and each.
+
+    The children count as one measurement for contention: CPU used by a sibling is not
+    foreign.
+    """
+    mark = len(CONTENTION)
+    busy0, total0 = machine_cpu()
     started = time.perf_counter()
     children = [_Child(argv, cwd, env or child_env()) for argv in argvs]
     results = [child.wait(timeout) for child in children]
-    return time.perf_counter() - started, results
+    wall = time.perf_counter() - started
+    busy1, total1 = machine_cpu()
+    del CONTENTION[mark:]
+    own = sum(r.cpu_s for r in results)
+    total = total1 - total0
+    CONTENTION.append((wall, max(0.0, busy1 - busy0 - own) / total if total > 0 else 0.0))
+    return wall, results
 
 
 def worker_argv(target: str, params: dict[str, Any]) -> list[str]:
@@ -239,23 +345,36 @@ def run_worker(
     return payload
 
 
-def alternate(repeat: int, sides: dict[str, Callable[[int], None]]) -> None:
-    """Run every side `repeat` times, alternating the order (A B, B A, ...)."""
-    names = list(sides)
-    for i in range(repeat):
-        for name in names if i % 2 == 0 else names[::-1]:
-            sides[name](i)
+@dataclass
+class Clock:
+    """Wall and CPU seconds (all threads of this process) of a measured block."""
+
+    wall: float = 0.0
+    cpu: float = 0.0
 
 
 @contextmanager
-def timer() -> Iterator[Callable[[], float]]:
-    """`with timer() as elapsed: ...; elapsed()` gives seconds since the block started."""
-    start = time.perf_counter()
-    end: list[float] = []
+def clock() -> Iterator[Clock]:
+    result = Clock()
+    wall, cpu = time.perf_counter(), time.process_time()
     try:
-        yield lambda: (end[0] if end else time.perf_counter()) - start
+        yield result
     finally:
-        end.append(time.perf_counter())
+        result.wall = time.perf_counter() - wall
+        result.cpu = time.process_time() - cpu
+
+
+def alternate(repeat: int, sides: dict[str, Callable[[int], None]], quiet: bool = True) -> None:
+    """Run every side `repeat` times, alternating the order (A B, B A, ...).
+
+    Before each run, waits a while for other processes to leave the CPUs idle (`wait_quiet`).
+    """
+    names = list(sides)
+    for i in range(repeat):
+        for name in names if i % 2 == 0 else names[::-1]:
+            if quiet:
+                wait_quiet()
+            sides[name](i)
 
 
 # ------------------------------------------------------------------------------------------
@@ -298,9 +417,25 @@ class Report:
         self.skipped: str | None = None
         self.started_at = datetime.now(UTC)
         self.load_before = os.getloadavg()
+        self._contention_mark = len(CONTENTION)
 
     def add(self, side: str, metric: str, value: float) -> None:
         self.measures.setdefault((side, metric), []).append(float(value))
+
+    def add_run(
+        self,
+        side: str,
+        seconds: float,
+        *,
+        cpu_s: float | None = None,
+        rss_bytes: float | None = None,
+    ) -> None:
+        """One repetition of a side: wall time, CPU time (all threads), peak RSS."""
+        self.add(side, "time_s", seconds)
+        if cpu_s is not None:
+            self.add(side, "cpu_s", cpu_s)
+        if rss_bytes is not None:
+            self.add(side, "peak_rss_mb", mb(rss_bytes))
 
     def stat(self, side: str, metric: str) -> Stat:
         return Stat(tuple(self.measures[(side, metric)]))
@@ -327,6 +462,17 @@ class Report:
         median = statistics.median(num) / statistics.median(den)
         paired = [a / b for a, b in zip(num, den, strict=False) if b]
         return median, paired
+
+    def contention(self) -> dict[str, Any]:
+        seen = CONTENTION[self._contention_mark :]
+        shares = [share for _, share in seen]
+        return {
+            "processes": len(seen),
+            "contended": sum(1 for share in shares if share > BUSY_THRESHOLD),
+            "threshold": BUSY_THRESHOLD,
+            "max_foreign_share": max(shares) if shares else 0.0,
+            "median_foreign_share": statistics.median(shares) if shares else 0.0,
+        }
 
     def as_dict(self) -> dict[str, Any]:
         ratios = []
@@ -370,6 +516,7 @@ class Report:
             "environment": environment(),
             "load_average_before": list(self.load_before),
             "load_average_after": list(os.getloadavg()),
+            "contention": self.contention(),
             "measures": {
                 f"{side}/{metric}": Stat(tuple(values)).as_dict()
                 for (side, metric), values in self.measures.items()
@@ -435,6 +582,12 @@ class Report:
             console.print(verdicts)
         for text in self.notes:
             console.print(f"  note: {text}")
+        c = data["contention"]
+        console.print(
+            f"  machine: {c['processes']} measured processes, {c['contended']} with other "
+            f"processes using > {c['threshold']:.0%} of the CPUs (max "
+            f"{c['max_foreign_share']:.0%}, median {c['median_foreign_share']:.0%})"
+        )
 
 
 def _verdict(met: bool | None) -> str:
@@ -444,12 +597,12 @@ def _verdict(met: bool | None) -> str:
 
 
 def fmt(metric: str, value: float) -> str:
+    if metric.endswith("_per_s"):
+        return f"{value:,.0f}/s"
     if metric.endswith("_s"):
         return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.3f} s"
     if metric.endswith("_mb"):
         return f"{value:,.0f} MB"
-    if metric.endswith("_per_s"):
-        return f"{value:,.1f}/s"
     return f"{value:,.3f}"
 
 

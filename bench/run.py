@@ -63,9 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.names or BENCHMARKS:
         module = importlib.import_module(f"bench.{name}")
         workdir = Path(tempfile.mkdtemp(prefix=f"sluice-bench-{name}-", dir=args.workdir))
-        settings = Settings(
-            repeat=args.repeat, quick=args.quick, workdir=workdir, options=options
-        )
+        settings = Settings(repeat=args.repeat, quick=args.quick, workdir=workdir, options=options)
         report = Report(name, module.TITLE)
         console.rule(f"{name}{' (quick)' if args.quick else ''}")
         try:
@@ -86,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         report.params.setdefault("quick", args.quick)
         report.print(console)
         path = report.save()
-        console.print(f"figures written to {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+        shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+        console.print(f"figures written to {shown}")
     return 1 if failed else 0
 
 

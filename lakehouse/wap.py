@@ -41,7 +41,7 @@ from lakehouse.windows import RowWindow
 from lakehouse.writes import write_data_files
 
 AUDIT_VIEW = "this"
-REAPPLY_ATTEMPTS = 12
+REAPPLY_ATTEMPTS = 40
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,7 @@ def write_audit_publish(
                 ) from None
             remove_branch(lh, identifier, branch)
             base = current
-            time.sleep(min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.5))
+            time.sleep(min(0.5, 0.02 * 2**attempt) * random.uniform(0.2, 1.5))
             continue
         return WapResult("published", identifier, branch, base, head, written.rows, results)
     raise AssertionError("unreachable")

@@ -53,17 +53,26 @@ class RowWindow:
 
     def bounds(self, schema: Schema) -> tuple[date | datetime, date | datetime]:
         """The bounds as values comparable with the column's type."""
-        field = schema.find_field(self.column)
-        if isinstance(field.field_type, DateType):
+        field_type = self._field_type(schema)
+        if isinstance(field_type, DateType):
             return self.start.date(), self.end.date()
-        if isinstance(field.field_type, TimestamptzType):
+        if isinstance(field_type, TimestamptzType):
             return self.start.astimezone(UTC), self.end.astimezone(UTC)
-        if isinstance(field.field_type, TimestampType):
-            return self.start.replace(tzinfo=None), self.end.replace(tzinfo=None)
-        raise SchemaChangeError(
-            f"partition column {self.column!r} is {field.field_type}; "
-            "it must be a date or a timestamp"
-        )
+        return self.start.replace(tzinfo=None), self.end.replace(tzinfo=None)
+
+    def _field_type(self, schema: Schema) -> DateType | TimestampType | TimestamptzType:
+        """The partition column's type; a missing or non-temporal column is a schema error
+        (the user's to fix), not a crash."""
+        try:
+            field = schema.find_field(self.column)
+        except ValueError:
+            raise SchemaChangeError(f"the result has no partition column {self.column!r}") from None
+        if not isinstance(field.field_type, DateType | TimestampType | TimestamptzType):
+            raise SchemaChangeError(
+                f"partition column {self.column!r} is {field.field_type}; "
+                "it must be a date or a timestamp"
+            )
+        return field.field_type
 
     def iceberg_filter(self, schema: Schema) -> BooleanExpression:
         low, high = self.bounds(schema)
@@ -94,21 +103,28 @@ class RowWindow:
     def spec_transform(self, schema: Schema) -> Transform | None:  # type: ignore[type-arg]
         """The partition transform for the table, or None when Iceberg's UTC transforms would
         not line up with the window (a `timestamptz` column partitioned in another timezone)."""
-        field = schema.find_field(self.column)
-        if (
-            isinstance(field.field_type, TimestamptzType)
-            and self.start.utcoffset() != self.end.utcoffset()
-        ):
+        field_type = self._field_type(schema)
+        if isinstance(field_type, TimestamptzType) and not self._utc_aligned():
             return None
-        if isinstance(field.field_type, TimestamptzType) and self.start.utcoffset():
-            return None
-        if isinstance(field.field_type, DateType) and self.transform == "hour":
+        if isinstance(field_type, DateType) and self.transform == "hour":
             return None
         return TRANSFORMS[self.transform]()  # type: ignore[call-arg]
+
+    def _utc_aligned(self) -> bool:
+        """Whether the window's timezone is UTC all year, so that its partitions are Iceberg's
+        UTC days/hours/months. One window with offset 0 is not enough: the spec is set once
+        for the table, and a London winter day is a UTC day while a summer day is not."""
+        zone = self.start.tzinfo
+        moments = [self.start, self.end]
+        for year in {self.start.year, self.end.year}:
+            moments += [datetime(year, 1, 1, tzinfo=zone), datetime(year, 7, 1, tzinfo=zone)]
+        return all(not m.utcoffset() for m in moments)
 
     def split(self, rows: pa.Table) -> pa.Array:
         """Each row's partition within the window (by the window's transform, in its timezone),
         so that every data file holds exactly one partition."""
+        if self.column not in rows.column_names:
+            raise SchemaChangeError(f"the result has no partition column {self.column!r}")
         values = rows.column(self.column).combine_chunks()
         if pa.types.is_timestamp(values.type) and values.type.tz is not None:
             zone = getattr(self.start.tzinfo, "key", "UTC")

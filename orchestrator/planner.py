@@ -78,7 +78,8 @@ def partition_keys(asset: Asset, selection: PartitionSelection) -> list[str | No
     if partitions is None:
         return [None]
     if selection.partition is not None:
-        return [partitions.parse_key(selection.partition)]
+        key = partitions.parse_key(selection.partition)
+        return [key] if key >= partitions.first_key() else []  # like a range, clipped
     if selection.first is not None or selection.last is not None:
         first = selection.first or partitions.first_key()
         last = selection.last or partitions.latest(datetime.now(UTC)) or first

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import duckdb
 
+from assets.silver import query_version
 from orchestrator import AssetContext, asset, checks
 
 COUNTRIES = ["AT", "BE", "DE", "DK", "ES", "FR", "IT", "NL", "PL", "SE"]
@@ -58,6 +59,7 @@ ORDER BY customer_id
         checks.accepted_values("country", COUNTRIES, severity="warn"),
         checks.row_count(min=1),
     ],
+    code_version=query_version(CUSTOMERS_SQL),
     tags=["customers", "pii-masked"],
 )
 def customers(ctx: AssetContext, raw_customers: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
