@@ -89,7 +89,8 @@ def _selected(window: RowWindow, column_type: object, values: pa.Array) -> list[
     try:
         con.register("t", pa.table({window.column: values}))
         predicate = window.sql_predicate(schema(column_type, window.column))
-        return [r[0] for r in con.sql(f"SELECT * FROM t WHERE {predicate} ORDER BY 1").fetchall()]
+        rows = con.sql(f"SELECT * FROM t WHERE {predicate} ORDER BY 1").to_arrow_table()
+        return rows.column(0).to_pylist()
     finally:
         con.close()
 
