@@ -22,18 +22,15 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
 from sqlalchemy import (
     Column,
     Connection,
-    Engine,
     Index,
     Integer,
     MetaData,
@@ -42,23 +39,19 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    create_engine,
     func,
     insert,
     select,
     update,
 )
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from lakehouse.errors import ConfigError
 from orchestrator.state import (
     _READ_ONLY,
-    SQLITE_BUSY_TIMEOUT_S,
-    _install_sqlite_transactions,
     _pid_alive,
     _UTCDateTime,
+    open_engine,
 )
 
 TickStatus = Literal["claimed", "running", "succeeded", "failed", "skipped", "interrupted"]
@@ -139,29 +132,7 @@ class ScheduleStore:
     """Ticks and the lease, over the run-history database URL; safe to share between threads."""
 
     def __init__(self, url: str) -> None:
-        self._lock: threading.Lock | None = None
-        try:
-            parsed = make_url(url)
-        except (ArgumentError, ValueError) as exc:
-            raise ConfigError(f"invalid state database URL {url!r}: {exc}") from exc
-        shown = parsed.render_as_string(hide_password=True)
-        try:
-            if parsed.get_backend_name() != "sqlite":
-                self._engine: Engine = create_engine(parsed, pool_pre_ping=True)
-            else:
-                database = parsed.database or ""
-                in_memory = database in ("", ":memory:") or "mode=memory" in database
-                args = {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
-                if in_memory:
-                    self._lock = threading.Lock()
-                    self._engine = create_engine(parsed, connect_args=args, poolclass=StaticPool)
-                else:
-                    if not database.startswith("file:"):
-                        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-                    self._engine = create_engine(parsed, connect_args=args)
-                _install_sqlite_transactions(self._engine, wal=not in_memory)
-        except (ArgumentError, NoSuchModuleError, ImportError, ValueError, OSError) as exc:
-            raise ConfigError(f"cannot use state database URL {shown!r}: {exc}") from exc
+        self._engine, self._lock, shown = open_engine(url, "state database")
         try:
             with self._guard(), self._engine.begin() as conn:
                 metadata.create_all(conn)

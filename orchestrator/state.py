@@ -59,7 +59,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
@@ -282,6 +282,38 @@ backfill_partitions_table = Table(
 _TABLE_NAMES = tuple(metadata.tables)
 
 
+def open_engine(url: str, what: str) -> tuple[Engine, threading.Lock | None, str]:
+    """An engine for `url` set up for concurrent Sluice processes, the lock that in-memory
+    SQLite needs (one connection must not interleave transactions of threads, else None),
+    and the URL as it may be shown (password hidden). A bad URL is a `ConfigError`."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigError(f"invalid {what} URL {url!r}: {exc}") from exc
+    shown = parsed.render_as_string(hide_password=True)
+    try:
+        if parsed.get_backend_name() != "sqlite":
+            return create_engine(parsed, pool_pre_ping=True), None, shown
+        database = parsed.database or ""
+        in_memory = database in ("", ":memory:") or "mode=memory" in database
+        connect_args: dict[str, Any] = {
+            "timeout": SQLITE_BUSY_TIMEOUT_S,
+            "check_same_thread": False,
+        }
+        lock = None
+        if in_memory:
+            lock = threading.Lock()
+            engine = create_engine(parsed, connect_args=connect_args, poolclass=StaticPool)
+        else:
+            if not database.startswith("file:"):
+                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(parsed, connect_args=connect_args)
+        _install_sqlite_transactions(engine, wal=not in_memory)
+        return engine, lock, shown
+    except (ArgumentError, NoSuchModuleError, ImportError, ValueError, OSError) as exc:
+        raise ConfigError(f"cannot use {what} URL {shown!r}: {exc}") from exc
+
+
 class StateStore:
     """The run-history store over a SQLAlchemy URL; safe to share between threads."""
 
@@ -289,42 +321,13 @@ class StateStore:
         """Open (creating if needed) the database at `url`; `ConfigError` if that fails."""
         self.url = url
         self._host = socket.gethostname()
-        # A single connection (in-memory SQLite) must not interleave transactions of threads.
-        self._lock: threading.Lock | None = None
-        try:
-            parsed = make_url(url)
-        except (ArgumentError, ValueError) as exc:
-            raise ConfigError(f"invalid run-history database URL {url!r}: {exc}") from exc
-        shown = parsed.render_as_string(hide_password=True)
-        try:
-            self._engine = self._create_engine(parsed)
-        except (ArgumentError, NoSuchModuleError, ImportError, ValueError, OSError) as exc:
-            raise ConfigError(f"cannot use run-history database URL {shown!r}: {exc}") from exc
+        self._engine, self._lock, shown = open_engine(url, "run-history database")
         try:
             self._create_tables()
         except Exception as exc:
             self._engine.dispose()
             reason = exc.orig if isinstance(exc, DBAPIError) else exc
             raise ConfigError(f"cannot open run-history database {shown!r}: {reason}") from exc
-
-    def _create_engine(self, url: URL) -> Engine:
-        if url.get_backend_name() != "sqlite":
-            return create_engine(url, pool_pre_ping=True)
-        database = url.database or ""
-        in_memory = database in ("", ":memory:") or "mode=memory" in database
-        connect_args: dict[str, Any] = {
-            "timeout": SQLITE_BUSY_TIMEOUT_S,
-            "check_same_thread": False,
-        }
-        if in_memory:
-            self._lock = threading.Lock()
-            engine = create_engine(url, connect_args=connect_args, poolclass=StaticPool)
-        else:
-            if not database.startswith("file:"):
-                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url, connect_args=connect_args)
-        _install_sqlite_transactions(engine, wal=not in_memory)
-        return engine
 
     def _create_tables(self) -> None:
         with self._guard(), self._engine.begin() as conn:
