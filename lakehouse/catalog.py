@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -22,15 +23,33 @@ def _prepare_local_paths(properties: dict[str, str]) -> None:
         Path(urlparse(warehouse).path).mkdir(parents=True, exist_ok=True)
 
 
+OPEN_ATTEMPTS = 3
+
+
 def open_catalog(config: CatalogConfig) -> Catalog:
-    """Load the configured catalog; a misconfiguration is a `ConfigError`, not a traceback."""
+    """Load the configured catalog; a misconfiguration is a `ConfigError`, not a traceback.
+
+    Several processes may open a catalog that does not exist yet at the same moment (two
+    backfills started together on a fresh project): each creates the catalog's own tables and
+    all but one fail with "already exists". Opening is therefore retried a few times; the
+    retry finds the tables in place.
+    """
     properties = dict(config.properties)
     _prepare_local_paths(properties)
-    try:
-        return load_catalog(config.name, **properties)
-    except Exception as exc:  # pyiceberg raises many types for bad settings
-        shown = {k: v for k, v in properties.items() if "secret" not in k and "password" not in k}
-        raise ConfigError(f"cannot open Iceberg catalog {config.name!r} {shown}: {exc}") from exc
+    for attempt in range(1, OPEN_ATTEMPTS + 1):
+        try:
+            return load_catalog(config.name, **properties)
+        except Exception as exc:  # pyiceberg raises many types for bad settings
+            if attempt < OPEN_ATTEMPTS:
+                time.sleep(0.05 * attempt)
+                continue
+            shown = {
+                k: v for k, v in properties.items() if "secret" not in k and "password" not in k
+            }
+            raise ConfigError(
+                f"cannot open Iceberg catalog {config.name!r} {shown}: {exc}"
+            ) from exc
+    raise AssertionError("unreachable")
 
 
 def ensure_namespace(catalog: Catalog, namespace: str) -> None:

@@ -42,11 +42,14 @@ class BackfillOutcome:
     backfill_id: str
     plan: Plan
     summary: RunSummary | None
-    failed: tuple[tuple[str, str], ...]  # (asset@partition, error)
+    failed: tuple[tuple[str, str], ...]
+    """`(asset@partition, error)` of every partition that failed on its own."""
+    blocked: tuple[tuple[str, str], ...] = ()
+    """`(asset@partition, failed upstream)` of partitions that did not run because of those."""
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and not self.blocked
 
 
 def resume_request(store: StateStore, backfill_id: str) -> BackfillRequest:
@@ -113,6 +116,7 @@ def run_backfill(
             + [i for s in plan.steps for i in _partition_items(s, "missing", run_id, None)],
         )
         failed: list[tuple[str, str]] = []
+        blocked: list[tuple[str, str]] = []
 
         def event(kind: str, step: PlannedStep, result: StepOutcome | Blocked | None) -> None:
             if kind == "start":
@@ -120,7 +124,10 @@ def run_backfill(
                     backfill_id, _partition_items(step, "running", run_id, None)
                 )
             elif isinstance(result, Blocked):
-                failed.append((step.node, result.reason))
+                if result.upstream is not None:
+                    blocked.append((step.node, result.upstream))
+                else:
+                    failed.append((step.node, result.reason))
                 store.set_backfill_partitions(
                     backfill_id, _partition_items(step, "failed", run_id, result.reason)
                 )
@@ -153,8 +160,8 @@ def run_backfill(
                 max_workers=request.parallel,
                 run_id=run_id,
             )
-        store.finish_backfill(backfill_id, "failed" if failed else "succeeded")
-        return BackfillOutcome(backfill_id, plan, summary, tuple(failed))
+        store.finish_backfill(backfill_id, "failed" if failed or blocked else "succeeded")
+        return BackfillOutcome(backfill_id, plan, summary, tuple(failed), tuple(blocked))
     finally:
         store.close()
 

@@ -212,9 +212,18 @@ def _cmd_backfill(project: Project, args: argparse.Namespace, console: Console) 
     from orchestrator.report import RunReporter
 
     if args.resume:
+        if args.select or args.first or args.last:
+            raise SelectionError(
+                "--resume ID takes the selection and range recorded with the backfill; "
+                "drop the selection, --from and --to (or start a new backfill without --resume)"
+            )
         request = resume_request(_store(project), args.resume)
         request = BackfillRequest(
-            request.selection, request.first, request.last, args.parallel, request.ranged
+            request.selection,
+            request.first,
+            request.last,
+            args.parallel,
+            request.ranged or args.ranged,
         )
     else:
         if not args.select or not args.first or not args.last:
@@ -231,20 +240,27 @@ def _cmd_backfill(project: Project, args: argparse.Namespace, console: Console) 
     plan = plan_backfill(project, request)
     with RunReporter(console, plan) as reporter:
         outcome = run_backfill(project, request, backfill_id=args.resume, on_event=reporter.event)
-    done = len(outcome.plan.steps) - len(outcome.failed)
+    done = len(outcome.plan.steps) - len(outcome.failed) - len(outcome.blocked)
+    blocked = f", {len(outcome.blocked)} blocked by failed upstreams" if outcome.blocked else ""
     console.print(
         f"backfill {outcome.backfill_id}: {done} published, {len(outcome.failed)} failed, "
-        f"{len(outcome.plan.fresh)} already fresh"
+        f"{len(outcome.plan.fresh)} already fresh{blocked}"
     )
     for node, error in outcome.failed:
         console.print(f"  failed {node}: {error}", markup=False)
-    if outcome.failed:
+    for node, upstream in outcome.blocked:
+        console.print(f"  blocked {node}: upstream {upstream} did not publish", markup=False)
+    if not outcome.ok:
         console.print(f"resume with: sluice backfill --resume {outcome.backfill_id}")
+    if outcome.summary is not None and outcome.summary.definition_error:
+        return EXIT_USAGE
     return EXIT_OK if outcome.ok else EXIT_FAILED
 
 
 def _cmd_backfills(project: Project, args: argparse.Namespace, console: Console) -> int:
-    for record in _store(project).backfills():
+    store = _store(project)
+    store.mark_abandoned()
+    for record in store.backfills():
         counts = ", ".join(f"{n} {state}" for state, n in sorted(record.counts.items()))
         console.print(
             f"{record.backfill_id}  {record.status:<10} {record.selection} "

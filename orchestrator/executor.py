@@ -47,6 +47,8 @@ class Blocked:
 
     asset: str
     reason: str
+    upstream: str | None = None
+    """The upstream step whose failure blocked this one (None: blocked for another reason)."""
 
 
 def _result(step: PlannedStep, future: Future[StepOutcome]) -> StepOutcome | Blocked:
@@ -108,7 +110,8 @@ def execute(
             )
             failed = [u for u in in_plan if u in results and not _published(results[u])]
             if failed:
-                finish(step, Blocked(step.node, f"upstream {failed[0]} did not publish"))
+                reason = f"upstream {failed[0]} did not publish"
+                finish(step, Blocked(step.node, reason, upstream=failed[0]))
                 continue
             if all(u in results for u in in_plan):
                 found.append(step)

@@ -426,8 +426,9 @@ class StateStore:
         """Close the `running` runs of this host whose process is gone; return their ids.
 
         Only runs of this host are considered (a pid means nothing elsewhere). Their `running`
-        and `pending` steps become `failed`. A reused pid keeps a dead run `running`: this errs
-        on the side of never abandoning a live run.
+        and `pending` steps become `failed`, and so do the `running` partitions of backfills
+        they ran (those backfills become `abandoned`, resumable by id). A reused pid keeps a
+        dead run `running`: this errs on the side of never abandoning a live run.
         """
 
         def write(conn: Connection) -> list[str]:
@@ -456,6 +457,7 @@ class StateStore:
             conn.execute(
                 update(steps_table).where(open_steps).values(status="failed", error=ABANDONED_ERROR)
             )
+            _abandon_backfills(conn, dead)
             return dead
 
         return self._transact(write, write=True)
@@ -740,6 +742,31 @@ def _install_sqlite_transactions(engine: Engine, *, wal: bool) -> None:
     def _on_begin(conn: Connection) -> None:
         read_only = conn.get_execution_options().get(_READ_ONLY, False)
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def _abandon_backfills(conn: Connection, dead_runs: Sequence[str]) -> None:
+    """A backfill whose run died stays resumable: its running partitions become failed (with
+    the abandoned-run error) and the backfill itself `abandoned` instead of `running`."""
+    table = backfill_partitions_table
+    of_dead = table.c.run_id.in_(dead_runs)
+    backfill_ids = [
+        row[0] for row in conn.execute(select(table.c.backfill_id).where(of_dead).distinct()).all()
+    ]
+    if not backfill_ids:
+        return
+    conn.execute(
+        update(table)
+        .where(of_dead & (table.c.state == "running"))
+        .values(state="failed", error=ABANDONED_ERROR)
+    )
+    conn.execute(
+        update(backfills_table)
+        .where(
+            backfills_table.c.backfill_id.in_(backfill_ids)
+            & (backfills_table.c.status == "running")
+        )
+        .values(status="abandoned", finished_at=_now())
+    )
 
 
 def _backfill_record(conn: Connection, row: Row[Any]) -> BackfillRecord:

@@ -91,10 +91,12 @@ def test_a_failing_partition_is_listed_the_others_publish_and_resume_does_the_re
     assert result.code == 1, result.out
     backfill_id = _backfill_id(result.out)
     failed = dict(re.findall(r"^\s+failed (\S+): (.*)$", result.out, flags=re.MULTILINE))
-    assert failed[f"bronze.raw_orders@{D2}"] == "audit failed: not_null(order_id) (1 rows)"
-    assert failed[f"silver.orders@{D2}"] == f"upstream bronze.raw_orders@{D2} did not publish"
-    assert set(failed) == {
-        f"bronze.raw_orders@{D2}",
+    assert failed == {f"bronze.raw_orders@{D2}": "audit failed: not_null(order_id) (1 rows)"}
+    blocked = dict(re.findall(r"^\s+blocked (\S+): (.*)$", result.out, flags=re.MULTILINE))
+    assert blocked[f"silver.orders@{D2}"] == f"upstream bronze.raw_orders@{D2} did not publish"
+    summary = ": 5 published, 1 failed, 0 already fresh, 4 blocked by failed upstreams"
+    assert summary in result.out, result.out
+    assert set(blocked) == {
         f"silver.orders@{D2}",
         f"silver.rolling@{D2}",  # reads orders@D2 (lookback)
         f"silver.rolling@{D3}",
@@ -163,7 +165,7 @@ def test_ranged_backfill_with_a_failing_partition_publishes_nothing_of_the_range
     result = shop.sluice("backfill", *ORDERS_CHAIN, "--from", D1, "--to", D3, "--ranged")
     assert result.code == 1, result.out
     assert f"failed bronze.raw_orders@{D1}..{D3}: audit failed: not_null(order_id)" in result.out
-    assert f"failed silver.orders@{D1}..{D3}: upstream" in result.out
+    assert f"blocked silver.orders@{D1}..{D3}: upstream" in result.out
     assert table_rows(shop.root, "bronze.raw_orders") == []  # main untouched: still empty
 
 

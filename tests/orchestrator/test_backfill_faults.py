@@ -69,8 +69,12 @@ def test_a_killed_backfill_resumes_with_only_the_rest(project: ProjectDir) -> No
     assert {n for n in before if "@" in n} == done
     listed = project.sluice("backfills").out
     [backfill_id] = re.findall(r"^(bf-\S+)", listed, flags=re.MULTILINE)
-    assert re.search(rf"{backfill_id}\s+running .* 2 published", listed), listed
+    # The dead process's backfill is not shown as running; its partitions in flight failed.
+    assert re.search(rf"{backfill_id}\s+abandoned .* \d+ failed, .*2 published$", listed), listed
+    assert "running" not in listed, listed
 
+    mixed = project.sluice("backfill", "--resume", backfill_id, "--from", DAYS[0])
+    assert mixed.code == 2 and "--resume ID takes the selection and range" in mixed.out, mixed.out
     set_knobs(project.root)
     resumed = project.sluice("backfill", "--resume", backfill_id)
     assert resumed.code == 0, resumed.out
