@@ -17,7 +17,8 @@ from typing import TypeVar
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.expressions import AlwaysTrue, BooleanExpression
-from pyiceberg.table import Table
+from pyiceberg.table import Table, Transaction
+from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.refs import MAIN_BRANCH, SnapshotRefType
 from pyiceberg.table.snapshots import ancestors_of
 from pyiceberg.table.update.snapshot import ManageSnapshots
@@ -93,28 +94,82 @@ def _live_data_files(table: Table, snapshot_id: int) -> set[str]:
     }
 
 
+class _Transaction(Transaction):
+    """A pyiceberg transaction that computes its pending metadata once per staged change.
+
+    `Transaction.table_metadata` re-applies every staged update to a deep copy of the whole
+    table metadata at each access, and staging one delete plus one append reads it about
+    forty times: most of a small write's time. The result only changes when the staged
+    updates (a new tuple each time) or the base metadata change, so it is kept until then.
+    pyiceberg's metadata models are frozen: sharing one result between readers is safe.
+    """
+
+    _memo: tuple[object, object, TableMetadata] | None = None
+
+    @property
+    def table_metadata(self) -> TableMetadata:
+        base, updates, memo = self._table.metadata, self._updates, self._memo
+        if not updates:
+            return base  # nothing staged: the table's own (immutable) metadata, not a copy
+        if memo is None or memo[0] is not base or memo[1] is not updates:
+            memo = (base, updates, super().table_metadata)
+            self._memo = memo
+        return memo[2]
+
+
+def _manage(table: Table) -> ManageSnapshots:
+    """`table.manage_snapshots()`, on a `_Transaction`."""
+    return ManageSnapshots(_Transaction(table, autocommit=True))
+
+
+def _has_data_files(table: Table, snapshot_id: int) -> bool:
+    """Whether the snapshot holds any data file (empty ones included), from its summary when
+    it says so, else from its manifests."""
+    snapshot = table.snapshot_by_id(snapshot_id)
+    total = snapshot.summary.get("total-data-files") if snapshot and snapshot.summary else None
+    if total is not None and total.isdigit():
+        return int(total) > 0
+    return bool(_live_data_files(table, snapshot_id))
+
+
 def _require_audit_branch(identifier: str, branch: str) -> None:
     if branch == MAIN_BRANCH:
         raise BranchError("main cannot be used as an audit branch", asset=identifier)
 
 
-def _retrying(lh: Lakehouse, identifier: str, step: Callable[[Table], T]) -> T:
-    """Run `step` on a freshly loaded table under the table lock, retrying commit races."""
+def _retrying(
+    lh: Lakehouse, identifier: str, step: Callable[[Table], T], recent: Table | None = None
+) -> T:
+    """Run `step` on a freshly loaded table under the table lock, retrying commit races.
+
+    With `recent` (a table object the caller just committed through), the first try uses it
+    instead of reloading. That is safe because every commit carries its requirements (for a
+    publish: `main` is still where `recent` saw it), which the catalog checks against the
+    current metadata; if `recent` was stale in a way that matters, the commit fails and the
+    step is retried at once on a fresh load.
+    """
     delay = 0.05
-    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+    attempt = 0
+    while True:
         with lh.locks.hold(identifier):
-            table = lh.table(identifier)
+            stale_ok = recent is not None
+            table = recent if recent is not None else lh.table(identifier)
+            recent = None
             try:
                 return step(table)
             except CommitFailedException:
-                if attempt == COMMIT_ATTEMPTS:
+                if not stale_ok and attempt + 1 >= COMMIT_ATTEMPTS:
                     raise
             except ValueError as exc:  # a stale sequence number: another commit won the race
-                if "sequence number" not in str(exc) or attempt == COMMIT_ATTEMPTS:
+                if "sequence number" not in str(exc) or (
+                    not stale_ok and attempt + 1 >= COMMIT_ATTEMPTS
+                ):
                     raise
+        if stale_ok:
+            continue  # the reused table was stale: reload now, without counting or waiting
+        attempt += 1
         time.sleep(delay)
         delay = min(delay * 2, 1.0)
-    raise AssertionError("unreachable")
 
 
 def write_branch(
@@ -134,6 +189,32 @@ def write_branch(
     partition is replaced exactly. One catalog commit: the branch never exists half-written.
     Both snapshots of the commit carry `properties`. Returns the branch head.
     """
+    head, _ = write_branch_table(
+        lh,
+        identifier,
+        branch=branch,
+        base_snapshot_id=base_snapshot_id,
+        paths=paths,
+        properties=properties,
+        replace=replace,
+        row_filter=row_filter,
+    )
+    return head
+
+
+def write_branch_table(
+    lh: Lakehouse,
+    identifier: str,
+    *,
+    branch: str,
+    base_snapshot_id: int,
+    paths: tuple[str, ...],
+    properties: dict[str, str],
+    replace: bool = True,
+    row_filter: BooleanExpression | None = None,
+) -> tuple[int, Table]:
+    """`write_branch`, also returning the table as it was right after the commit (its
+    metadata holds the branch head), for a caller that reads the branch next."""
 
     _require_audit_branch(identifier, branch)
     wanted = set(paths)
@@ -148,17 +229,17 @@ def write_branch(
         files = _live_data_files(table, existing)
         return files == wanted if replace and row_filter is None else wanted <= files
 
-    def step(table: Table) -> int:
+    def step(table: Table) -> tuple[int, Table]:
         existing = branch_snapshot_id(table, branch)
         if existing is not None:
             if landed(table, existing):
-                return existing  # an earlier attempt of this commit did land
+                return existing, table  # an earlier attempt of this commit did land
             raise BranchError(f"branch {branch!r} of {identifier} already exists", asset=identifier)
-        tx = table.transaction()
+        tx = _Transaction(table)
         ManageSnapshots(tx).create_branch(base_snapshot_id, branch).commit()
         # Only delete when there is something to delete: pyiceberg warns otherwise, and
         # silencing that with `warnings.catch_warnings` is not thread-safe.
-        if replace and row_filter is None and _live_data_files(table, base_snapshot_id):
+        if replace and row_filter is None and _has_data_files(table, base_snapshot_id):
             tx.delete(AlwaysTrue(), snapshot_properties=properties, branch=branch)
         elif (
             replace
@@ -166,25 +247,36 @@ def write_branch(
             and _matching_files(table, base_snapshot_id, row_filter)
         ):
             tx.delete(row_filter, snapshot_properties=properties, branch=branch)
-        tx.add_files(list(paths), snapshot_properties=properties, branch=branch)
-        tx.commit_transaction()
-        head = branch_snapshot_id(lh.table(identifier), branch)
+        # The paths were just written under names unique to this write (never referenced by
+        # the table), so pyiceberg's duplicate check, a read of every manifest, is skipped.
+        tx.add_files(
+            list(paths), snapshot_properties=properties, branch=branch, check_duplicate_files=False
+        )
+        committed = tx.commit_transaction()  # the table object, updated to the new metadata
+        head = branch_snapshot_id(committed, branch)
         if head is None:
             raise BranchError(f"branch {branch!r} of {identifier} vanished after its write")
-        return head
+        return head, committed
 
     return _retrying(lh, identifier, step)
 
 
 def publish(
-    lh: Lakehouse, identifier: str, *, branch: str, base_snapshot_id: int, head: int
+    lh: Lakehouse,
+    identifier: str,
+    *,
+    branch: str,
+    base_snapshot_id: int,
+    head: int,
+    table: Table | None = None,
 ) -> None:
     """Move `main` from `base_snapshot_id` to exactly `head`, and remove the branch.
 
     Idempotent: if `head` is already in `main`'s history the branch is just removed. If `main`
     moved to something else, raises `PublishConflictError` and keeps the branch. Refuses (with
     `BranchError`) a `head` that does not descend from `base_snapshot_id`: moving `main` there
-    would drop what `main` holds.
+    would drop what `main` holds. `table`, when given, is the table as the branch write left
+    it: it spares a reload (the compare-and-swap is checked by the catalog all the same).
     """
     _require_audit_branch(identifier, branch)
 
@@ -192,7 +284,7 @@ def publish(
         current = main_snapshot_id(table)
         if current is not None and is_ancestor(table, head, of=current):
             if branch in table.metadata.refs:
-                table.manage_snapshots().remove_branch(branch).commit()
+                _manage(table).remove_branch(branch).commit()
             return
         if current != base_snapshot_id:
             raise PublishConflictError(
@@ -206,11 +298,9 @@ def publish(
                 f"{base_snapshot_id}; refusing to publish it (main is untouched)",
                 asset=identifier,
             )
-        table.manage_snapshots().set_current_snapshot(snapshot_id=head).remove_branch(
-            branch
-        ).commit()
+        _manage(table).set_current_snapshot(snapshot_id=head).remove_branch(branch).commit()
 
-    _retrying(lh, identifier, step)
+    _retrying(lh, identifier, step, recent=table)
 
 
 def remove_branch(lh: Lakehouse, identifier: str, branch: str) -> bool:
@@ -221,7 +311,7 @@ def remove_branch(lh: Lakehouse, identifier: str, branch: str) -> bool:
     def step(table: Table) -> bool:
         if branch not in table.metadata.refs:
             return False
-        table.manage_snapshots().remove_branch(branch).commit()
+        _manage(table).remove_branch(branch).commit()
         return True
 
     return _retrying(lh, identifier, step)
@@ -270,6 +360,6 @@ def rollback(
                 f"snapshot {to_snapshot_id} is not in the history of main of {identifier}",
                 asset=identifier,
             )
-        table.manage_snapshots().set_current_snapshot(snapshot_id=to_snapshot_id).commit()
+        _manage(table).set_current_snapshot(snapshot_id=to_snapshot_id).commit()
 
     _retrying(lh, identifier, step)

@@ -9,14 +9,19 @@ as NULL, as Iceberg requires.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable, Sequence
+from typing import Any
 
 import duckdb
 import pyarrow as pa
+from pyiceberg.catalog import Catalog
 from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.table import DataScan, Table
 from sqlglot import exp
 
+from lakehouse.tables import load_table
 from lakehouse.windows import RowWindow
 
 _counter = itertools.count()
@@ -28,11 +33,82 @@ def _scan(table: Table, snapshot_id: int, window: RowWindow | None) -> DataScan:
     return table.scan(snapshot_id=snapshot_id, row_filter=window.iceberg_filter(table.schema()))
 
 
+class _Cache:
+    """A small per-process LRU map, safe across threads."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
+
+    def get(self, key: Hashable) -> Any:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        return None
+
+    def put(self, key: Hashable, value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+_file_lists = _Cache(256)
+"""(table uuid, snapshot id, window, schema id) -> data file paths, or None when the snapshot
+has delete files. A snapshot never changes, so neither does its file list: planning it again
+(reading the manifest list and every manifest) is wasted work."""
+_file_columns = _Cache(256)
+"""Data file paths -> the column names they hold (files never change either)."""
+
+
+_tables = _Cache(512)
+"""(catalog, identifier) -> the table object last loaded through `table_with_snapshot`."""
+
+
+def table_with_snapshots(
+    catalog: Catalog, identifier: str, snapshot_ids: Iterable[int]
+) -> Table | None:
+    """A table object whose metadata holds every one of `snapshot_ids`, for reading them: the
+    one loaded last in this process when it already holds them (a snapshot never changes, and
+    a newer table object would show it identically), else a fresh load (None: no such table).
+
+    Steps that read the same upstreams (ten readers of one snapshot in a layered graph) so
+    load each upstream once instead of once per reader.
+    """
+    key = (catalog.name, tuple(sorted(catalog.properties.items())), identifier)
+    table: Table | None = _tables.get(key)
+    if table is not None and all(table.snapshot_by_id(s) is not None for s in snapshot_ids):
+        return table
+    table = load_table(catalog, identifier)
+    if table is not None:
+        _tables.put(key, table)
+    return table
+
+
 def snapshot_files(
     table: Table, snapshot_id: int, window: RowWindow | None = None
 ) -> list[str] | None:
     """Data file paths of a snapshot (only those that may hold rows of `window`), or None
-    when any file has delete files."""
+    when any file has delete files. Cached per process (see `_file_lists`)."""
+    if table.snapshot_by_id(snapshot_id) is None:  # unknown or expired: let pyiceberg say so
+        return _plan_files(table, snapshot_id, window)
+    # The window by its text (offsets included): equal instants in two timezones are equal
+    # datetimes, yet select different rows of a timestamp column without time zone.
+    scope = (window.column, window.start.isoformat(), window.end.isoformat()) if window else None
+    schema_id = table.metadata.current_schema_id if window is not None else None
+    key = (str(table.metadata.table_uuid), snapshot_id, scope, schema_id)
+    found: tuple[tuple[str, ...] | None] | None = _file_lists.get(key)
+    if found is None:
+        planned = _plan_files(table, snapshot_id, window)
+        found = (tuple(planned) if planned is not None else None,)
+        _file_lists.put(key, found)
+    return list(found[0]) if found[0] is not None else None
+
+
+def _plan_files(table: Table, snapshot_id: int, window: RowWindow | None) -> list[str] | None:
     paths: list[str] = []
     for task in _scan(table, snapshot_id, window).plan_files():
         if task.delete_files:
@@ -93,7 +169,11 @@ def _snapshot_select(
         literal_files,
         exp.EQ(this=exp.column("union_by_name"), expression=exp.true()),
     ).sql(dialect="duckdb")
-    present = {row[0] for row in con.sql(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+    present: frozenset[str] | None = _file_columns.get(tuple(files))
+    if present is None:
+        described = con.sql(f"DESCRIBE SELECT * FROM {source}").fetchall()
+        present = frozenset(str(row[0]) for row in described)
+        _file_columns.put(tuple(files), present)
     missing = [f for f in arrow_schema if f.name not in present]
     if missing:
         empty = f"__sluice_types_{next(_counter)}"
@@ -128,3 +208,16 @@ def create_view(
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(view[0])}")
     select = snapshot_select(con, table, snapshot_id, window)
     con.execute(f"CREATE OR REPLACE VIEW {quote(*view)} AS {select}")
+
+
+def create_alias_view(
+    con: duckdb.DuckDBPyConnection, view: tuple[str, ...], target: tuple[str, ...]
+) -> None:
+    """Create (or replace) view `view` as another name of the existing view `target`
+    (optionally schema-qualified): a second name for one snapshot costs no second listing."""
+    if len(view) == 2:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(view[0])}")
+    # Fully qualified: inside a view of schema `s`, a bare name would resolve to `s.<name>`.
+    [(database, schema)] = con.execute("SELECT current_database(), current_schema()").fetchall()
+    source = quote(str(database), *((str(schema),) if len(target) == 1 else ()), *target)
+    con.execute(f"CREATE OR REPLACE VIEW {quote(*view)} AS SELECT * FROM {source}")

@@ -9,11 +9,13 @@ conflict, `main` is untouched and the branch is kept for inspection.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import duckdb
 import pyarrow as pa
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import ancestors_of
@@ -25,11 +27,17 @@ from lakehouse.branches import (
     main_snapshot_id,
     publish,
     remove_branch,
-    write_branch,
+    write_branch_table,
 )
 from lakehouse.errors import PublishConflictError, SluiceError
 from lakehouse.provenance import Provenance, snapshot_provenance
-from lakehouse.reads import create_files_view, create_view
+from lakehouse.reads import (
+    create_alias_view,
+    create_files_view,
+    create_view,
+    quote,
+    snapshot_select,
+)
 from lakehouse.tables import (
     ensure_table,
     load_table,
@@ -55,6 +63,8 @@ class WapResult:
     snapshot_id: int
     rows: int
     checks: tuple[CheckResult, ...]
+    sequence_number: int = 0
+    """Iceberg sequence number of `snapshot_id`: orders the publishes of one table."""
 
     @property
     def failed_checks(self) -> tuple[CheckResult, ...]:
@@ -67,24 +77,70 @@ def audit_snapshot(
     snapshot_id: int,
     checks: Sequence[Check],
     window: RowWindow | None = None,
+    *,
+    partitions: Sequence[RowWindow] = (),
+    table: Table | None = None,
 ) -> tuple[CheckResult, ...]:
     """Run `checks` over one snapshot (its rows in `window` only, when given); referenced
-    tables are read at their `main`."""
+    tables are read at their `main`.
+
+    With `partitions` (the partitions of a ranged write, inside `window`), every check runs
+    once per partition over that partition's rows only, and each result is named
+    `check [partition]`: a check such as `unique` or `row_count` means the same in a ranged
+    write as in a write of one partition. One connection and one set of views serve all of
+    them; only two bound variables change between partitions. `table`, when given, is a
+    loaded table whose metadata holds `snapshot_id` (saves a reload).
+    """
     if not checks:
         return ()
-    table = lh.table(identifier)
+    if table is None or table.snapshot_by_id(snapshot_id) is None:
+        table = lh.table(identifier)
     con = duck.connect()
     try:
-        create_view(con, (AUDIT_VIEW,), table, snapshot_id, window)
-        create_view(con, split_identifier(identifier), table, snapshot_id, window)
+        select = snapshot_select(con, table, snapshot_id, window)
+        if partitions:
+            _bind_partition(con, partitions[0], table)
+            select = f"SELECT * FROM ({select}) WHERE {_partition_predicate(partitions[0])}"
+        con.execute(f"CREATE OR REPLACE VIEW {quote(AUDIT_VIEW)} AS {select}")
+        create_alias_view(con, split_identifier(identifier), (AUDIT_VIEW,))
         for ref in sorted({r for c in checks for r in c.references} - {identifier}):
             other = load_table(lh.catalog, ref)
             other_main = main_snapshot_id(other) if other is not None else None
             if other is not None and other_main is not None:
                 create_view(con, split_identifier(ref), other, other_main)
-        return tuple(run_checks(con, AUDIT_VIEW, checks))
+        if not partitions:
+            return tuple(run_checks(con, AUDIT_VIEW, checks))
+        results: list[CheckResult] = []
+        for partition in partitions:
+            _bind_partition(con, partition, table)
+            results += [
+                r.model_copy(update={"name": f"{r.name} [{partition.label}]"})
+                for r in run_checks(con, AUDIT_VIEW, checks)
+            ]
+        return tuple(results)
     finally:
         con.close()
+
+
+_PARTITION_START = "sluice_partition_start"
+_PARTITION_END = "sluice_partition_end"
+
+
+def _partition_predicate(partition: RowWindow) -> str:
+    """`start <= column < end` with the bounds read from the connection's variables, so that
+    one view serves every partition."""
+    column = quote(partition.column)
+    return (
+        f"{column} >= getvariable('{_PARTITION_START}') "
+        f"AND {column} < getvariable('{_PARTITION_END}')"
+    )
+
+
+def _bind_partition(con: duckdb.DuckDBPyConnection, partition: RowWindow, table: Table) -> None:
+    """Point the partition variables at `partition` (bound values of the column's type)."""
+    low, high = partition.bounds(table.schema())
+    con.execute(f"SET VARIABLE {_PARTITION_START} = ?", [low])
+    con.execute(f"SET VARIABLE {_PARTITION_END} = ?", [high])
 
 
 def window_check(table: Table, paths: Sequence[str], window: RowWindow) -> CheckResult:
@@ -136,15 +192,25 @@ def write_audit_publish(
     provenance: Provenance,
     checks: Sequence[Check] = (),
     window: RowWindow | None = None,
+    partitions: Sequence[RowWindow] = (),
 ) -> WapResult:
     """Materialize `data` as the new content of table `identifier` (or of its rows in `window`)
     through WAP.
 
     Guarantees: `main` only ever moves to a snapshot whose error-severity checks all passed;
     rerunning with the same data yields the same rows, never duplicates; a window write leaves
-    every other row untouched. If `main` moved meanwhile because another writer published
-    other partitions, the write is re-applied on the new `main` and audited again; a writer of
-    the same rows (or of the whole table) makes this raise `PublishConflictError`.
+    every other row untouched. With `partitions` (a ranged write: the partitions that make up
+    `window`), the checks run per partition and are reported per partition; there is still one
+    write and one publish.
+
+    Concurrent writers: the first attempt is optimistic (the table lock is held only for each
+    commit, so writers audit in parallel). If `main` moved meanwhile because another writer
+    published other partitions, the write is re-applied on the new `main` and audited again,
+    now holding the table lock from the write through the publish: on one host no other writer
+    can commit in between, so the re-apply cannot lose again (across hosts it is retried, at
+    most `REAPPLY_ATTEMPTS` times in all). For `CONTENDED_S` after such a lost race, writes of
+    the table start the locked way. A writer of the same rows (or of the whole table) makes
+    this raise `PublishConflictError` naming the partition.
     """
     schema = storable_schema(data.schema)
     with lh.locks.hold(identifier):
@@ -171,8 +237,13 @@ def write_audit_publish(
         update={"checks": tuple(c.name for c in checks if c.severity == "error")}
     ).to_properties()
     row_filter = window.iceberg_filter(table.schema()) if window else None
-    for attempt in range(1, REAPPLY_ATTEMPTS + 1):
-        head = write_branch(
+    # What one write added does not depend on the base it is applied to: checked once.
+    placed = (window_check(table, written.paths, window),) if window is not None else ()
+
+    def cycle(base: int) -> WapResult:
+        """Write the branch on `base`, audit it, publish it (PublishConflictError if `main`
+        is no longer `base`)."""
+        head, written_table = write_branch_table(
             lh,
             identifier,
             branch=branch,
@@ -181,29 +252,86 @@ def write_audit_publish(
             properties=properties,
             row_filter=row_filter,
         )
-        results = audit_snapshot(lh, identifier, head, checks, window)
-        if window is not None:
-            results = (window_check(table, written.paths, window), *results)
+        results = placed + audit_snapshot(
+            lh, identifier, head, checks, window, partitions=partitions, table=written_table
+        )
+        head_snapshot = written_table.snapshot_by_id(head)
+        sequence = int(head_snapshot.sequence_number or 0) if head_snapshot is not None else 0
         if any(r.blocking for r in results):
-            return WapResult("audit_failed", identifier, branch, base, head, written.rows, results)
-        try:
-            publish(lh, identifier, branch=branch, base_snapshot_id=base, head=head)
-        except PublishConflictError:
-            if window is None or attempt == REAPPLY_ATTEMPTS:
-                raise
-            current_table = lh.table(identifier)
-            current = main_snapshot_id(current_table)
-            assert current is not None
-            reason = _overlapping_write(current_table, base, current, window)
-            if reason is not None:
-                raise PublishConflictError(
-                    f"{window.label} of {identifier} conflicts: {reason}; branch {branch!r} "
-                    "is kept and main is untouched",
-                    asset=identifier,
-                ) from None
-            remove_branch(lh, identifier, branch)
-            base = current
-            time.sleep(min(0.5, 0.02 * 2**attempt) * random.uniform(0.2, 1.5))
-            continue
-        return WapResult("published", identifier, branch, base, head, written.rows, results)
+            return WapResult(
+                "audit_failed", identifier, branch, base, head, written.rows, results, sequence
+            )
+        publish(
+            lh, identifier, branch=branch, base_snapshot_id=base, head=head, table=written_table
+        )
+        return WapResult(
+            "published", identifier, branch, base, head, written.rows, results, sequence
+        )
+
+    optimistic = window is None or not _lost_recently(lh, identifier)
+    for attempt in range(1, REAPPLY_ATTEMPTS + 1):
+        if attempt == 1 and optimistic:
+            try:
+                return cycle(base)
+            except PublishConflictError:
+                if window is None:
+                    raise
+                _lost_race(lh, identifier)
+                continue
+        assert window is not None
+        with lh.locks.hold_across(identifier):
+            base = _rebase(lh, identifier, base, window, branch, written=attempt > 1)
+            try:
+                return cycle(base)
+            except PublishConflictError:  # a writer of another host moved main
+                if attempt == REAPPLY_ATTEMPTS:
+                    raise
+        time.sleep(min(0.5, 0.02 * 2**attempt) * random.uniform(0.2, 1.5))
     raise AssertionError("unreachable")
+
+
+CONTENDED_S = 30.0
+"""After a writer of this process lost a publish race on a table, its writers of that table
+skip the optimistic attempt for this long: they hold the table lock from the write through the
+publish at once. Under contention an optimistic attempt mostly loses, and its write and audit
+are wasted work that delays everyone (two processes backfilling one table lost 16 first
+attempts of 20)."""
+_races_lock = threading.Lock()
+_lost_races: dict[tuple[str, str, str], float] = {}
+
+
+def _race_key(lh: Lakehouse, identifier: str) -> tuple[str, str, str]:
+    catalog = lh.catalog
+    return catalog.name, repr(sorted(catalog.properties.items())), identifier
+
+
+def _lost_race(lh: Lakehouse, identifier: str) -> None:
+    with _races_lock:
+        _lost_races[_race_key(lh, identifier)] = time.monotonic()
+
+
+def _lost_recently(lh: Lakehouse, identifier: str) -> bool:
+    with _races_lock:
+        lost = _lost_races.get(_race_key(lh, identifier))
+    return lost is not None and time.monotonic() - lost < CONTENDED_S
+
+
+def _rebase(
+    lh: Lakehouse, identifier: str, base: int, window: RowWindow, branch: str, *, written: bool
+) -> int:
+    """The current `main` to apply a write of `window` on (after dropping the branch written
+    on `base`, when `written`); raises `PublishConflictError` (keeping the branch) when a
+    snapshot `main` gained since `base` wrote the same rows or the whole table."""
+    table = lh.table(identifier)
+    current = main_snapshot_id(table)
+    assert current is not None
+    reason = _overlapping_write(table, base, current, window)
+    if reason is not None:
+        raise PublishConflictError(
+            f"{window.label} of {identifier} conflicts: {reason}; branch {branch!r} "
+            "is kept and main is untouched",
+            asset=identifier,
+        )
+    if written:
+        remove_branch(lh, identifier, branch)
+    return current

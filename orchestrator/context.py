@@ -2,7 +2,10 @@
 
 Each materialization gets its own DuckDB connection on which every upstream is a view over the
 snapshot pinned for this run, by full name (`bronze.raw_orders`) and, when unambiguous, by
-short name (`raw_orders`).
+short name (`raw_orders`). The connection's session TimeZone is set explicitly, whatever the
+host's: the asset's partition timezone (UTC when unpartitioned), so that `$partition_start` /
+`$partition_end` (wall-clock times of that zone) select the same rows of a `timestamptz`
+column on every host.
 """
 
 from __future__ import annotations

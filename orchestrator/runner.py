@@ -34,7 +34,7 @@ from lakehouse.errors import (
 )
 from lakehouse.locks import TableLocks
 from lakehouse.provenance import Provenance
-from lakehouse.reads import create_view, quote
+from lakehouse.reads import create_alias_view, create_view, quote, table_with_snapshots
 from lakehouse.tables import load_table, split_identifier
 from lakehouse.wap import write_audit_publish
 from lakehouse.windows import RowWindow
@@ -82,6 +82,8 @@ class StepOutcome:
     checks: tuple[CheckResult, ...] = field(default_factory=tuple)
     definition_error: bool = False
     """True when the failure is the asset's definition (return type, schema), not the run."""
+    sequence_number: int = 0
+    """Of `snapshot_id` in its table: which of several publishes of one table is the newest."""
 
 
 _cache_lock = threading.Lock()
@@ -130,9 +132,6 @@ def _open_inputs(
     short_names = [u.name for u in upstreams]
     for upstream in upstreams:
         ident = str(upstream)
-        table = load_table(lh.catalog, ident)
-        if table is None:
-            raise SluiceError(f"upstream table {ident} does not exist", asset=ident)
         theirs = project.graph.assets[upstream].partitions
         window = None
         if theirs is not None and asset.partitions is not None and spec.partitions:
@@ -140,13 +139,24 @@ def _open_inputs(
                 {p for own in spec.partitions for p in asset.partitions.upstream_keys(own, theirs)}
             )
             snapshots = [spec.inputs[node_key(ident, p)] for p in needed]
+            table = _pinned_table(lh, ident, snapshots)
             snapshot_id = max(snapshots, key=lambda s: _sequence_number(table, s))
             window = window_of(theirs, needed, f"{needed[0]}..{needed[-1]}")
         else:
             snapshot_id = spec.inputs[ident]
-        create_view(con, split_identifier(ident), table, snapshot_id, window)
+            table = _pinned_table(lh, ident, [snapshot_id])
+        layer, name = split_identifier(ident)
+        create_view(con, (layer, name), table, snapshot_id, window)
         if short_names.count(upstream.name) == 1:
-            create_view(con, (upstream.name,), table, snapshot_id, window)
+            create_alias_view(con, (upstream.name,), (layer, name))
+
+
+def _pinned_table(lh: Lakehouse, identifier: str, snapshot_ids: list[int]) -> Table:
+    """The upstream table, holding the pinned snapshots (loaded once per process per version)."""
+    table = table_with_snapshots(lh.catalog, identifier, snapshot_ids)
+    if table is None:
+        raise SluiceError(f"upstream table {identifier} does not exist", asset=identifier)
+    return table
 
 
 def _sequence_number(table: Table, snapshot_id: int) -> int:
@@ -204,12 +214,19 @@ def _attempt(project: Project, lh: Lakehouse, spec: StepSpec) -> StepOutcome:
     started = datetime.now(UTC)
     con = duck.connect()
     try:
+        # Explicit, whatever the host's: `$partition_start` / `$partition_end` are wall-clock
+        # times of the partition's timezone, and compare right with a timestamptz column only
+        # in that session TimeZone (UTC for unpartitioned assets).
+        duck.set_timezone(con, asset.partitions.timezone if asset.partitions else "UTC")
         _open_inputs(project, lh, con, spec)
         window = None
         partition = None
+        ranged: list[RowWindow] = []
         if asset.partitions is not None and spec.partitions and spec.partition:
             window = window_of(asset.partitions, spec.partitions, spec.partition)
             partition = Partition(spec.partition, window.start, window.end)
+            if len(spec.partitions) > 1:  # a ranged write: its checks run per partition
+                ranged = [window_of(asset.partitions, [p], p) for p in spec.partitions]
         ctx = AssetContext(asset=key, run_id=spec.run_id, con=con, partition=partition)
         try:
             value = _compute(asset, project.graph.inputs(key), ctx)
@@ -234,6 +251,7 @@ def _attempt(project: Project, lh: Lakehouse, spec: StepSpec) -> StepOutcome:
             provenance=provenance,
             checks=asset.checks,
             window=window,
+            partitions=ranged,
         )
     finally:
         con.close()
@@ -245,6 +263,7 @@ def _attempt(project: Project, lh: Lakehouse, spec: StepSpec) -> StepOutcome:
         attempts=1,
         branch=spec.branch,
         snapshot_id=result.snapshot_id,
+        sequence_number=result.sequence_number,
         rows=result.rows,
         error=None
         if result.status == "published"

@@ -4,8 +4,10 @@ Python cannot kill a thread, so an attempt with a deadline runs in a daemon work
 the caller stops waiting for it at the deadline. What makes that safe is a *fence* on the
 attempt's `Lakehouse`: every catalog commit of `lakehouse` happens while holding the table lock
 (`TableLocks.hold`), and the fenced locks refuse to hand out a lock once the attempt has been
-given up. So after `run_with_timeout` raised `AttemptTimeoutError`, the abandoned attempt
-cannot create its branch nor move `main`, whatever it is doing when it wakes up.
+given up. A re-apply holds the table lock across several commits (`TableLocks.hold_across`);
+there the fence guards each commit inside, so closing it waits for a commit, not an audit.
+So after `run_with_timeout` raised `AttemptTimeoutError`, the abandoned attempt cannot create
+its branch nor move `main`, whatever it is doing when it wakes up.
 
 Guarantees:
 
@@ -59,12 +61,16 @@ class Fence:
     @contextmanager
     def commit(self, identifier: str) -> Iterator[None]:
         with self._lock:
-            if self._closed:
-                raise AttemptCancelledError(
-                    "attempt was given up after its timeout; refusing to commit", asset=identifier
-                )
+            self.check(identifier)
             yield
             self.commits += 1
+
+    def check(self, identifier: str) -> None:
+        """Raise `AttemptCancelledError` once the fence is closed."""
+        if self._closed:
+            raise AttemptCancelledError(
+                "attempt was given up after its timeout; refusing to commit", asset=identifier
+            )
 
     def close(self, wait_s: float = COMMIT_GRACE_S) -> bool:
         """Refuse every later commit; False if a commit was still under way after `wait_s`."""
@@ -86,6 +92,15 @@ class FencedLocks(TableLocks):
     @contextmanager
     def hold(self, identifier: str) -> Iterator[None]:
         with self._inner.hold(identifier), self._fence.commit(identifier):
+            yield
+
+    @contextmanager
+    def hold_across(self, identifier: str) -> Iterator[None]:
+        """The table lock across a re-apply, without the fence: the fence is held only around
+        each commit inside (through `hold`), so closing it never waits for an audit."""
+        self._fence.check(identifier)
+        with self._inner.hold(identifier):
+            self._fence.check(identifier)
             yield
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pyiceberg.catalog import Catalog, load_catalog
 
-from lakehouse.catalog import open_catalog
+from lakehouse.catalog import ensure_namespace, open_catalog
 from lakehouse.config import CatalogConfig
 from lakehouse.errors import ConfigError
 
@@ -17,7 +17,7 @@ from lakehouse.errors import ConfigError
 def _open_after(barrier: Any, config_json: str) -> None:
     barrier.wait(30)
     catalog = open_catalog(CatalogConfig.model_validate_json(config_json))
-    catalog.create_namespace_if_not_exists("bronze")
+    ensure_namespace(catalog, "bronze")
 
 
 def test_processes_opening_one_fresh_catalog_at_once_all_succeed(

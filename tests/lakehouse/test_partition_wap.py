@@ -19,7 +19,7 @@ from lakehouse import wap as wap_module
 from lakehouse.audits import Check
 from lakehouse.branches import Lakehouse, is_ancestor, list_branches, main_snapshot_id
 from lakehouse.errors import PublishConflictError
-from lakehouse.provenance import Provenance, snapshot_provenance
+from lakehouse.provenance import Provenance, published_history, snapshot_provenance
 from lakehouse.reads import create_view, snapshot_files
 from lakehouse.wap import WapResult, write_audit_publish
 from lakehouse.windows import RowWindow
@@ -364,3 +364,57 @@ def test_a_whole_table_writer_and_a_partition_writer_never_both_publish(
     else:
         assert [r["id"] for r in rows_of(rows, "p.orders", "2024-01-02")] == [5]
         assert len(on_main) == 7
+
+
+# --- many writers -------------------------------------------------------------------------------
+
+
+def test_eight_writers_of_eight_partitions_all_publish_each_exactly_once(
+    lh: Lakehouse, pwap: PartitionWap, rows: Rows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """All eight write their branch on the same `main` before any audits, so seven lose the
+    first publish. A loser re-applies holding the table lock, so on one host it cannot lose
+    again: every writer publishes after at most two writes, far inside the retry budget."""
+    pwap("p.orders", day_rows("2024-02-01", [0]), "2024-02-01", "seed")
+    days = [f"2024-02-{d:02d}" for d in range(2, 10)]
+    barrier = threading.Barrier(len(days), timeout=60)
+    audited: set[int] = set()
+    writes: dict[str, int] = {}
+    real_audit, real_write = wap_module.audit_snapshot, wap_module.write_branch_table
+
+    def audit_after_all_wrote(*args: Any, **kwargs: Any) -> Any:
+        if threading.get_ident() not in audited:
+            audited.add(threading.get_ident())
+            barrier.wait()
+        return real_audit(*args, **kwargs)
+
+    def counted_write(*args: Any, **kwargs: Any) -> Any:
+        writes[kwargs["branch"]] = writes.get(kwargs["branch"], 0) + 1
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(wap_module, "audit_snapshot", audit_after_all_wrote)
+    monkeypatch.setattr(wap_module, "write_branch_table", counted_write)
+    ids = {d: [i * 100 + n for n in range(3)] for i, d in enumerate(days)}
+
+    def one(day: str) -> WapResult | Exception:
+        try:
+            return pwap("p.orders", day_rows(day, ids[day], day), day, f"w{day}")
+        except Exception as exc:  # asserted on below
+            return exc
+
+    with ThreadPoolExecutor(max_workers=len(days)) as pool:
+        outcomes = dict(zip(days, pool.map(one, days), strict=True))
+
+    assert all(isinstance(o, WapResult) and o.status == "published" for o in outcomes.values()), (
+        outcomes
+    )
+    assert sorted(writes.values()) == [1] + [2] * (len(days) - 1), writes
+    table = lh.table("p.orders")
+    history = published_history(table)
+    published_runs = [p.run_id for _, p in history]
+    assert sorted(published_runs) == sorted(["seed"] + [f"w{d}" for d in days])  # each once
+    for day in days:
+        assert sorted(r["id"] for r in rows_of(rows, "p.orders", day)) == ids[day]
+        assert {r["tag"] for r in rows_of(rows, "p.orders", day)} == {day}
+    assert len(rows("p.orders")) == 1 + 3 * len(days)  # nothing lost, nothing duplicated
+    assert list_branches(lh.catalog) == []

@@ -117,3 +117,46 @@ def test_view_over_an_audit_branch_shows_unpublished_rows_only_there(
     assert failed.status == "audit_failed"
     assert rows("r.audited") == [{"id": 1}]
     assert rows("r.audited", failed.snapshot_id) == [{"id": -5}]
+
+
+def test_a_snapshots_file_list_is_planned_once_per_process(lh: Lakehouse, wap, monkeypatch) -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from lakehouse import reads
+    from lakehouse.windows import RowWindow
+
+    planned: list[int] = []
+    real = reads._plan_files
+
+    def counting(table, snapshot_id, window):  # type: ignore[no-untyped-def]
+        planned.append(snapshot_id)
+        return real(table, snapshot_id, window)
+
+    monkeypatch.setattr(reads, "_plan_files", counting)
+    stamps = [datetime(2024, 1, 1, 23, 30), datetime(2024, 1, 2, 0, 30)]
+    first = wap("r.cached", {"ts": stamps, "id": [1, 2]}, "c1")
+    table = lh.table("r.cached")
+    files = reads.snapshot_files(table, first.snapshot_id)
+    assert files is not None and reads.snapshot_files(table, first.snapshot_id) == files
+    assert planned.count(first.snapshot_id) == 1  # the second read came from the cache
+
+    second = wap("r.cached", {"ts": stamps, "id": [3, 4]}, "c2")
+    table = lh.table("r.cached")
+    assert reads.snapshot_files(table, second.snapshot_id) != files  # another snapshot
+    assert reads.snapshot_files(table, first.snapshot_id) == files  # still valid
+
+    # Equal instants in two timezones are different windows of a timestamp column without
+    # time zone (its values are wall-clock times): they must not share a cache entry.
+    paris = ZoneInfo("Europe/Paris")
+    local = RowWindow(
+        "ts", datetime(2024, 1, 2, tzinfo=paris), datetime(2024, 1, 3, tzinfo=paris), "d"
+    )
+    utc = RowWindow("ts", local.start.astimezone(ZoneInfo("UTC")), local.end, "d")
+    assert utc.start == local.start  # the same instant
+    con = duckdb.connect()
+    for window, expected in ((utc, [3, 4]), (local, [4])):
+        create_view(con, ("v",), table, second.snapshot_id, window)
+        assert [r[0] for r in con.sql("SELECT id FROM v ORDER BY id").fetchall()] == expected
+    con.close()
+    assert planned.count(second.snapshot_id) == 3  # whole, and each window once

@@ -261,11 +261,6 @@ DAILY_STAMPS = """
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runner._sql_params binds naive wall-clock bounds, which DuckDB reads in the host's "
-    "TimeZone when compared with a timestamptz column (orchestrator/runner.py, not ours)",
-)
 def test_partition_bounds_do_not_depend_on_the_hosts_timezone(
     project: ProjectDir, monkeypatch: pytest.MonkeyPatch
 ) -> None:
