@@ -80,6 +80,7 @@ def execute(
     by_key = {s.node: s for s in plan.steps}
     results: dict[str, StepOutcome | Blocked] = {}
     published: dict[str, int] = {}
+    newest: dict[str, int] = {}  # asset -> sequence number of the snapshot in `published`
     running: dict[Future[StepOutcome], PlannedStep] = {}
     started: set[str] = set()
 
@@ -88,7 +89,10 @@ def execute(
         if isinstance(result, StepOutcome) and result.status == "published":
             assert result.snapshot_id is not None
             # The newest publish of an asset is its main: what a whole-asset reader pins.
-            published[step.asset] = result.snapshot_id
+            # Partitions of one asset may finish in another order than they published.
+            if result.sequence_number >= newest.get(step.asset, -1):
+                newest[step.asset] = result.sequence_number
+                published[step.asset] = result.snapshot_id
             published[step.node] = result.snapshot_id
             for partition in step.partitions:
                 published[node_key(step.asset, partition)] = result.snapshot_id

@@ -208,7 +208,7 @@ def test_a_step_blocked_by_the_plan_never_runs_and_blocks_its_downstream() -> No
     fake = FakeSteps()
     results = run(plan, InlineExecutor(fake))
     assert results["a"] == Blocked("a", "upstream p was never published")
-    assert results["b"] == Blocked("b", "upstream a did not publish")
+    assert results["b"] == Blocked("b", "upstream a did not publish", upstream="a")
     assert status_of(results["x"]) == "published"
     assert set(fake.calls) == {"x"}
 
