@@ -173,8 +173,11 @@ def sluice_side(root: str, expected: int) -> dict[str, Any]:
     import pyarrow  # noqa: F401
     import pyiceberg.catalog.sql  # noqa: F401
 
-    import orchestrator.loader  # noqa: F401  (imports are not timed)
+    import lakehouse.branches  # noqa: F401  (imports are not timed)
+    import lakehouse.catalog  # noqa: F401
+    import orchestrator.loader  # noqa: F401
     import orchestrator.materialize  # noqa: F401
+    import orchestrator.plan_cache  # noqa: F401
     from orchestrator.loader import load_project
     from orchestrator.materialize import make_plan, open_lakehouse
 

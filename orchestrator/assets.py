@@ -7,20 +7,22 @@ them once every definition of the project is known.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import inspect
 import math
-import textwrap
+import types
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from lakehouse.audits import Check
+from orchestrator import code_versions
 from orchestrator.errors import DefinitionError, InvalidNameError
 from orchestrator.names import NAME_PATTERN as NAME_PATTERN
 from orchestrator.names import validate_name as validate_name
-from orchestrator.partitions import TimePartitions
+
+if TYPE_CHECKING:
+    from lakehouse.audits import Check
+    from orchestrator.partitions import TimePartitions
 
 CONTEXT_PARAMS = ("ctx", "context")
 DEFAULT_LAYER = "default"
@@ -32,6 +34,18 @@ class AssetKey:
 
     layer: str
     name: str
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Keys are hashed hundreds of thousands of times while a large graph is built.
+        object.__setattr__(self, "_hash", hash((self.layer, self.name)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[AssetKey], tuple[str, str]]:
+        # Rebuilt through __init__: string hashes differ between processes.
+        return (AssetKey, (self.layer, self.name))
 
     @classmethod
     def parse(cls, value: str | tuple[str, str] | AssetKey) -> AssetKey:
@@ -123,26 +137,56 @@ def partitioned_version(code_version: str, partitions: TimePartitions | None) ->
 def python_code_version(fn: Callable[..., Any]) -> str:
     """Hash of the function body with formatting, comments, docstring and decorators removed.
 
-    Reformatting a function or editing its comments does not make its asset stale.
+    Reformatting a function or editing its comments does not make its asset stale. (Computed
+    once per source file content; see `orchestrator.code_versions`.)
     """
+    return code_versions.python_code_version(fn)
+
+
+def _source_line(func: Callable[..., Any], file: str | None) -> int | None:
+    """`inspect.getsourcelines(func)[1]`, without reading `file` for a plain function.
+
+    For a plain function both are `co_firstlineno` (its first decorator's line, or its `def`).
+    """
+    code = getattr(func, "__code__", None)
+    plain = isinstance(func, types.FunctionType) and not hasattr(func, "__wrapped__")
+    if plain and code is not None and file is not None:
+        return int(code.co_firstlineno)
     try:
-        source = textwrap.dedent(inspect.getsource(fn))
+        return inspect.getsourcelines(func)[1]
     except (OSError, TypeError):
-        return hashlib.sha256(fn.__qualname__.encode()).hexdigest()[:16]
-    tree = ast.parse(source)
-    for node in ast.walk(tree):
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            node.decorator_list = []
-            body = node.body
-            if (
-                body
-                and isinstance(body[0], ast.Expr)
-                and isinstance(body[0].value, ast.Constant)
-                and isinstance(body[0].value.value, str)
-            ):
-                node.body = body[1:] or [ast.Pass()]
-            break
-    return hashlib.sha256(ast.unparse(tree).encode()).hexdigest()[:16]
+        return None
+
+
+def _docstring(func: Callable[..., Any]) -> str | None:
+    """`inspect.getdoc(func)`; for a module-level function without one, known to be None."""
+    if func.__doc__ is None and "." not in getattr(func, "__qualname__", "."):
+        return None
+    return inspect.getdoc(func)
+
+
+def _parameters(func: Callable[..., Any]) -> list[tuple[str, bool]]:
+    """(name, is *args/**kwargs) per parameter in signature order, as `inspect.signature` says.
+
+    A plain function's code object holds the same, much more cheaply.
+    """
+    code = getattr(func, "__code__", None)
+    if not isinstance(func, types.FunctionType) or code is None or hasattr(func, "__wrapped__"):
+        return [
+            (p.name, p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+            for p in inspect.signature(func).parameters.values()
+        ]
+    names = code.co_varnames
+    positional, keyword_only = code.co_argcount, code.co_kwonlyargcount
+    found = [(name, False) for name in names[:positional]]
+    at = positional + keyword_only
+    if code.co_flags & inspect.CO_VARARGS:
+        found.append((names[at], True))
+        at += 1
+    found += [(name, False) for name in names[positional : positional + keyword_only]]
+    if code.co_flags & inspect.CO_VARKEYWORDS:
+        found.append((names[at], True))
+    return found
 
 
 def asset(
@@ -173,25 +217,21 @@ def asset(
     """
 
     def wrap(func: Callable[..., Any]) -> Asset:
-        file = inspect.getsourcefile(func)
-        try:
-            line: int | None = inspect.getsourcelines(func)[1]
-        except (OSError, TypeError):
-            line = None
+        file = code_versions.source_file(func)
+        line = _source_line(func, file)
         asset_name = validate_name(
             func.__name__ if name is None else name, "asset name", file=file, line=line
         )
         validate_name(layer, "layer", file=file, line=line)
-        params = list(inspect.signature(func).parameters.values())
-        if params and params[0].name in CONTEXT_PARAMS:
+        params = _parameters(func)
+        if params and params[0][0] in CONTEXT_PARAMS:
             params = params[1:]
-        for param in params:
-            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-                raise DefinitionError(
-                    f"asset {layer}.{asset_name}: *args/**kwargs cannot name upstream assets",
-                    file=file,
-                    line=line,
-                )
+        if any(variadic for _, variadic in params):
+            raise DefinitionError(
+                f"asset {layer}.{asset_name}: *args/**kwargs cannot name upstream assets",
+                file=file,
+                line=line,
+            )
         if timeout_s is not None and not timeout_s > 0:
             raise DefinitionError(
                 f"asset {layer}.{asset_name}: timeout_s must be > 0, got {timeout_s!r}",
@@ -203,13 +243,13 @@ def asset(
             kind="python",
             fn=func,
             code_version=partitioned_version(code_version or python_code_version(func), partitions),
-            inputs=tuple((p.name, p.name) for p in params),
+            inputs=tuple((p, p) for p, _ in params),
             deps=(str(deps),) if isinstance(deps, str | AssetKey) else tuple(str(d) for d in deps),
             checks=tuple(checks),
             partitions=partitions,
             retry=retry or Retry(),
             tags=frozenset(tags),
-            description=description or inspect.getdoc(func),
+            description=description or _docstring(func),
             owners=tuple(owners),
             file=file,
             line=line,

@@ -165,11 +165,10 @@ def _store(project: Project) -> Any:
 
 def _cmd_plan(project: Project, args: argparse.Namespace, console: Console) -> int:
     from orchestrator.materialize import make_plan
-    from orchestrator.report import print_plan
+    from orchestrator.plan_report import print_plan
 
-    plan = make_plan(
-        project, _lakehouse(project), args.select, force=args.force, partitions=_partitions(args)
-    )
+    # No lakehouse handed over: it is opened only if a table changed since the last plan.
+    plan = make_plan(project, None, args.select, force=args.force, partitions=_partitions(args))
     print_plan(console, plan)
     return EXIT_OK
 

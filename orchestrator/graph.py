@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import graphlib
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -50,6 +51,11 @@ def _location(asset: Asset) -> str:
     return asset.file if asset.line is None else f"{asset.file}:{asset.line}"
 
 
+_sort_key = operator.attrgetter("layer", "name")
+"""The order of `AssetKey`s as a plain tuple: sorting thousands of keys by it is much cheaper
+than through the dataclass comparison methods, with the same result."""
+
+
 def _as_keys(keys: AssetKey | Iterable[AssetKey]) -> list[AssetKey]:
     """One key or an iterable of keys, as a list."""
     return [keys] if isinstance(keys, AssetKey) else list(keys)
@@ -66,7 +72,7 @@ class _NameIndex:
     def of(cls, keys: Iterable[AssetKey]) -> _NameIndex:
         """Index `keys`; each short name maps to its keys in sorted order."""
         by_name: dict[str, list[AssetKey]] = {}
-        for key in sorted(keys):
+        for key in sorted(keys, key=_sort_key):
             by_name.setdefault(key.name, []).append(key)
         return cls(
             keys=frozenset(key for found in by_name.values() for key in found),
@@ -258,7 +264,7 @@ def _unique(assets: Iterable[Asset]) -> dict[AssetKey, Asset]:
     duplicated = sorted(key for key, found in definitions.items() if len(found) > 1)
     if duplicated:
         raise _duplicate_error(duplicated[0], definitions[duplicated[0]])
-    return {key: definitions[key][0] for key in sorted(definitions)}
+    return {key: definitions[key][0] for key in sorted(definitions, key=_sort_key)}
 
 
 def _duplicate_error(key: AssetKey, definitions: Sequence[Asset]) -> DuplicateAssetError:
@@ -336,7 +342,7 @@ def _invert(
 ) -> dict[AssetKey, tuple[AssetKey, ...]]:
     """Direct downstreams of every key, each sorted by key."""
     downstream: dict[AssetKey, list[AssetKey]] = {key: [] for key in order}
-    for key in sorted(order):
+    for key in sorted(order, key=_sort_key):
         for parent in upstream[key]:
             downstream[parent].append(key)
     return {key: tuple(children) for key, children in downstream.items()}

@@ -4,6 +4,11 @@ The project root goes first on `sys.path`, so asset modules import each other as
 `assets.<...>`. Loading another project in the same process first forgets the previous
 project's `assets` modules. An exception raised while importing user code becomes a
 `DefinitionError` naming the file and line, never a bare traceback.
+
+Loading stays cheap for large projects: Python code versions are remembered per source file
+content in `catalog/cache/` (see `orchestrator.code_versions`), SQL assets per query text (see
+`orchestrator.sql_assets`), and modules a project does not use (schedules, SQL parsing) are
+not imported.
 """
 
 from __future__ import annotations
@@ -15,17 +20,28 @@ import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lakehouse.errors import SluiceError
 from orchestrator.assets import Asset
-from orchestrator.config import ProjectConfig, load_config
+from orchestrator.code_versions import remembered_versions
+from orchestrator.config import CATALOG_DIR, ProjectConfig, load_config
 from orchestrator.errors import DefinitionError
 from orchestrator.graph import AssetGraph, build_graph
-from orchestrator.schedules import Schedule, validate_schedules
-from orchestrator.sql_assets import discover_sql_assets
+
+if TYPE_CHECKING:
+    from orchestrator.schedules import Schedule
 
 ASSETS_DIR = "assets"
 PACKAGE = "assets"
+CACHE_DIR = "cache"
+"""Folder of `catalog/` holding caches that only save time: deleting it is always safe."""
+SCHEDULES_MODULE = "orchestrator.schedules"
+
+
+def cache_dir(root: Path) -> Path:
+    """Where a project's caches live: `catalog/cache/`, next to the embedded catalog."""
+    return root / CATALOG_DIR / CACHE_DIR
 
 
 @dataclass(frozen=True)
@@ -119,10 +135,16 @@ def discover_python_assets(root: Path, schedules: list[Schedule] | None = None) 
                     exc.file = str(path)
                 raise
             raise _import_error(exc, path) from exc
+        # No module imported `orchestrator.schedules`: then none of them defines a Schedule.
+        schedule_type = getattr(sys.modules.get(SCHEDULES_MODULE), "Schedule", None)
         for value in vars(module).values():
             if isinstance(value, Asset):
                 found.setdefault(id(value), value)
-            elif isinstance(value, Schedule) and schedules is not None:
+            elif (
+                schedule_type is not None
+                and isinstance(value, schedule_type)
+                and schedules is not None
+            ):
                 schedules.append(value)
     return list(found.values())
 
@@ -136,8 +158,24 @@ def load_project(root: Path) -> Project:
             f"no {ASSETS_DIR}/ folder in {root}: run `sluice init` or pass --project DIR"
         )
     schedules: list[Schedule] = []
-    assets = discover_python_assets(root, schedules) + discover_sql_assets(root / ASSETS_DIR)
+    with remembered_versions(cache_dir(root) / "code-versions.json"):
+        assets = discover_python_assets(root, schedules)
+    assets += _sql_assets(root)
     graph = build_graph(assets)
-    return Project(
-        root=root, config=config, graph=graph, schedules=validate_schedules(schedules, graph)
-    )
+    if schedules:
+        from orchestrator.schedules import validate_schedules
+
+        found = validate_schedules(schedules, graph)
+    else:
+        found = ()
+    return Project(root=root, config=config, graph=graph, schedules=found)
+
+
+def _sql_assets(root: Path) -> list[Asset]:
+    """Every SQL asset; the SQL machinery (sqlglot) is imported only if there is one."""
+    assets_dir = root / ASSETS_DIR
+    if not any(True for _ in assets_dir.rglob("*.sql")):
+        return []
+    from orchestrator.sql_assets import discover_sql_assets
+
+    return discover_sql_assets(assets_dir, cache=cache_dir(root) / "sql-assets.json")

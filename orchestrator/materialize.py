@@ -10,15 +10,10 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from lakehouse.branches import Lakehouse
-from lakehouse.catalog import open_catalog
-from lakehouse.locks import TableLocks
-from orchestrator import alerts
 from orchestrator.assets import AssetKey
-from orchestrator.executor import Blocked, ThreadExecutor, execute
-from orchestrator.loader import Project
+from orchestrator.loader import Project, cache_dir
 from orchestrator.planner import (
     PartitionSelection,
     Plan,
@@ -27,9 +22,15 @@ from orchestrator.planner import (
     plan_inputs,
 )
 from orchestrator.published import read_published
-from orchestrator.runner import StepOutcome, StepSpec, branch_name, remember
 from orchestrator.selection import select
-from orchestrator.state import CheckRecord, StateStore, StepRecord
+
+if TYPE_CHECKING:
+    from lakehouse.branches import Lakehouse
+    from orchestrator.executor import Blocked
+    from orchestrator.runner import StepOutcome
+    from orchestrator.state import StateStore, StepRecord
+
+PUBLISHED_CACHE = "published.json"
 
 
 def new_run_id() -> str:
@@ -38,22 +39,38 @@ def new_run_id() -> str:
 
 
 def open_lakehouse(project: Project) -> Lakehouse:
+    from lakehouse.branches import Lakehouse
+    from lakehouse.catalog import open_catalog
+    from lakehouse.locks import TableLocks
+
     return Lakehouse(open_catalog(project.config.catalog), TableLocks(project.config.lock_dir))
 
 
 def make_plan(
     project: Project,
-    lh: Lakehouse,
+    lh: Lakehouse | None,
     selection: Sequence[str],
     *,
     force: bool = False,
     partitions: PartitionSelection | None = None,
     ranged: bool = False,
 ) -> Plan:
-    """Plan `selection` against what `main` holds right now."""
+    """Plan `selection` against what `main` holds right now.
+
+    `lh` None opens the lakehouse only if some table has to be loaded: with the project's
+    plan cache (`orchestrator.plan_cache`) an unchanged SQLite catalog is planned without
+    pyiceberg. The cache never answers for a table whose metadata location changed.
+    """
+    from orchestrator.plan_cache import PublishedCache
+
     selected = select(project.graph, selection)
     needed = plan_inputs(project.graph, selected)
-    published = read_published(lh, project.graph, sorted(str(k) for k in needed))
+    published = read_published(
+        lh if lh is not None else (lambda: open_lakehouse(project)),
+        project.graph,
+        sorted(str(k) for k in needed),
+        cache=PublishedCache(cache_dir(project.root) / PUBLISHED_CACHE, project.config.catalog),
+    )
     return build_plan(
         project.graph,
         selected,
@@ -73,16 +90,23 @@ class RunSummary:
     @property
     def definition_error(self) -> bool:
         """A step failed because of how its asset is defined (exit code 2, like a bad graph)."""
+        from orchestrator.runner import StepOutcome
+
         return any(isinstance(r, StepOutcome) and r.definition_error for r in self.results.values())
 
     @property
     def ok(self) -> bool:
+        from orchestrator.runner import StepOutcome
+
         return all(
             isinstance(r, StepOutcome) and r.status == "published" for r in self.results.values()
         )
 
 
 def _record(result: StepOutcome | Blocked, step: PlannedStep, run_id: str) -> StepRecord:
+    from orchestrator.executor import Blocked
+    from orchestrator.state import CheckRecord, StepRecord
+
     reasons = [r.text() for r in step.reasons]
     if isinstance(result, Blocked):
         return StepRecord(
@@ -111,7 +135,7 @@ def _record(result: StepOutcome | Blocked, step: PlannedStep, run_id: str) -> St
     )
 
 
-EventHook = Callable[[str, PlannedStep, StepOutcome | Blocked | None], None]
+EventHook = Callable[[str, PlannedStep, "StepOutcome | Blocked | None"], None]
 
 
 def run_plan(
@@ -127,6 +151,11 @@ def run_plan(
     run_id: str | None = None,
 ) -> RunSummary:
     """Execute `plan` as one recorded run (`max_workers` overrides the configured pool)."""
+    from orchestrator import alerts
+    from orchestrator.executor import ThreadExecutor, execute
+    from orchestrator.runner import StepSpec, branch_name, remember
+    from orchestrator.state import StepRecord
+
     run_id = run_id or new_run_id()
     store.mark_abandoned()
     previous = alerts.previous_statuses(project, store)  # before this run's own steps
@@ -195,6 +224,8 @@ def materialize_selection(
     `as_of` is the moment the run stands for (a schedule tick); partitioned assets build the
     partitions complete at that moment.
     """
+    from orchestrator.state import StateStore
+
     lh = open_lakehouse(project)
     plan = make_plan(
         project, lh, selection, force=force, partitions=PartitionSelection(as_of=as_of)

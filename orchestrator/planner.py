@@ -114,12 +114,14 @@ def build_plan(
     ranged: bool = False,
 ) -> Plan:
     """Plan the stale nodes among `selected` (all of them with `force`)."""
-    nodes: list[tuple[str, str | None]] = []
+    keyed: list[tuple[AssetKey, str, str | None]] = []
     for key in graph.sorted_keys(selected):
-        nodes += [(str(key), p) for p in partition_keys(graph.assets[key], partitions)]
+        text = str(key)
+        keyed += [(key, text, p) for p in partition_keys(graph.assets[key], partitions)]
+    nodes = [(a, p) for _, a, p in keyed]
     order = [node_key(a, p) for a, p in nodes]
-    upstreams = {node_key(a, p): input_keys(graph, AssetKey.parse(a), p) for a, p in nodes}
-    code_versions = {node_key(a, p): graph.assets[AssetKey.parse(a)].code_version for a, p in nodes}
+    upstreams = {node_key(a, p): input_keys(graph, key, p) for key, a, p in keyed}
+    code_versions = {node_key(a, p): graph.assets[key].code_version for key, a, p in keyed}
     rebuilt: dict[str, list[str]] = {}
     for asset, partition in nodes:
         if partition is not None:

@@ -48,19 +48,6 @@ def _style(status: str) -> str:
     return STYLES.get(status, "red")
 
 
-def print_plan(console: Console, plan: Plan) -> None:
-    if not plan.steps:
-        console.print(f"nothing to do: {len(plan.fresh)} selected assets are fresh")
-        return
-    console.print(f"{len(plan.steps)} asset(s) to materialize, in run order:")
-    for number, step in enumerate(plan.steps, 1):
-        console.print(f"  {number:>3}. {step.explanation}")
-        if step.blocked:
-            console.print(f"       [yellow]cannot run: {step.blocked}[/]")
-    if plan.fresh:
-        console.print(f"{len(plan.fresh)} selected asset(s) are fresh and will not run")
-
-
 def _check_lines(checks: Sequence[CheckResult | CheckRecord]) -> list[str]:
     lines = []
     for check in checks:

@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import hashlib
 import inspect
+import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ from orchestrator.assets import (
     partitioned_version,
     validate_name,
 )
+from orchestrator.code_versions import write_json_atomically
 from orchestrator.errors import DefinitionError, SqlParseError
 from orchestrator.partitions import TimePartitions
 
@@ -118,14 +120,15 @@ class _Where:
 # --------------------------------------------------------------------------------------------
 
 
-def load_sql_asset(path: Path, assets_dir: Path) -> Asset:
+def load_sql_asset(path: Path, assets_dir: Path, known: QueryCache | None = None) -> Asset:
     """Load `assets_dir/<layer>/<name>.sql` as a SQL asset.
 
     Guarantees: `sql` is the file without its header lines and without a trailing `;` (it may
     end in a line comment, so wrap it with a newline before a closing parenthesis); `deps` are
     the tables the query reads, in order of appearance, then the header's `deps`; `line` is
     the file line where the query starts. Raises `DefinitionError` (or its subclasses
-    `InvalidNameError`, `SqlParseError`) naming the file and, when known, the line.
+    `InvalidNameError`, `SqlParseError`) naming the file and, when known, the line. With
+    `known`, a query text parsed before (successfully) is not parsed again.
     """
     file = str(path)
     layer, name = _layer_and_name(path, assets_dir)
@@ -153,16 +156,20 @@ def load_sql_asset(path: Path, assets_dir: Path) -> Asset:
         )
 
     header = _parse_header(lines[:n_header], file, str(key))
-    query = _parse_query(body, _Where(file, first_line, str(key)))
-    deps = list(dict.fromkeys(upstream_refs(query) + header.deps))
+    parsed = known.get(body) if known is not None else None
+    if parsed is None:
+        parsed = _ParsedQuery.of(body, _parse_query(body, _Where(file, first_line, str(key))))
+        if known is not None:
+            known.put(body, parsed)
+    deps = list(dict.fromkeys([*parsed.refs, *header.deps]))
     return Asset(
         key=key,
         kind="sql",
         code_version=partitioned_version(
-            header.code_version or sql_code_version(query), header.partitions
+            header.code_version or parsed.code_version, header.partitions
         ),
         partitions=header.partitions,
-        sql=_strip_terminator(body),
+        sql=parsed.sql,
         deps=tuple(deps),
         checks=tuple(header.checks),
         retry=header.retry or Retry(),
@@ -176,15 +183,25 @@ def load_sql_asset(path: Path, assets_dir: Path) -> Asset:
     )
 
 
-def discover_sql_assets(assets_dir: Path) -> list[Asset]:
+def discover_sql_assets(assets_dir: Path, cache: Path | None = None) -> list[Asset]:
     """Load every `*.sql` file under `assets_dir`, sorted by path.
 
     SQL files must sit exactly at `<assets_dir>/<layer>/<name>.sql`; any other `.sql` file
     raises `DefinitionError`. Files and folders whose name starts with `.` are skipped.
-    A missing `assets_dir` yields no assets.
+    A missing `assets_dir` yields no assets. With `cache` (a JSON file), what parsing each
+    query text yielded is remembered there (see `QueryCache`).
     """
     if not assets_dir.is_dir():
         return []
+    known = QueryCache(cache) if cache is not None else None
+    try:
+        return _discover(assets_dir, known)
+    finally:
+        if known is not None:
+            known.save()
+
+
+def _discover(assets_dir: Path, known: QueryCache | None) -> list[Asset]:
     found: list[Asset] = []
     for path in sorted(assets_dir.rglob("*.sql")):
         relative = path.relative_to(assets_dir)
@@ -195,8 +212,72 @@ def discover_sql_assets(assets_dir: Path) -> list[Asset]:
                 f"misplaced SQL file {relative.as_posix()}: SQL assets must live at {_LAYOUT}",
                 file=str(path),
             )
-        found.append(load_sql_asset(path, assets_dir))
+        found.append(load_sql_asset(path, assets_dir, known))
     return found
+
+
+@dataclass(frozen=True)
+class _ParsedQuery:
+    """Everything a SQL asset takes from its query text: a function of that text alone."""
+
+    refs: tuple[str, ...]
+    code_version: str
+    sql: str
+
+    @classmethod
+    def of(cls, body: str, query: exp.Expr) -> _ParsedQuery:
+        return cls(tuple(upstream_refs(query)), sql_code_version(query), _strip_terminator(body))
+
+
+class QueryCache:
+    """Parsed query texts by sha256 of the text, kept in a JSON file between loads.
+
+    Keyed by the exact text (never a file's modification time), and valid for one sqlglot
+    version: any edit, and any sqlglot upgrade, parses again. Only queries that parsed are
+    remembered, so every error is still raised with its position. Entries not used by a load
+    are dropped when it saves.
+    """
+
+    FORMAT = 1
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._version = f"{self.FORMAT}/{getattr(sqlglot, '__version__', '')}"
+        self._stored = self._load()
+        self._used: dict[str, list[Any]] = {}
+
+    def _load(self) -> dict[str, list[Any]]:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict) or data.get("version") != self._version:
+            return {}
+        queries = data.get("queries")
+        return queries if isinstance(queries, dict) else {}
+
+    @staticmethod
+    def _key(body: str) -> str:
+        return hashlib.sha256(body.encode()).hexdigest()
+
+    def get(self, body: str) -> _ParsedQuery | None:
+        key = self._key(body)
+        entry = self._stored.get(key)
+        try:
+            refs, version, sql = entry  # type: ignore[misc]
+            parsed = _ParsedQuery(tuple(str(r) for r in refs), str(version), str(sql))
+        except (TypeError, ValueError):
+            return None
+        self._used[key] = [list(parsed.refs), parsed.code_version, parsed.sql]
+        return parsed
+
+    def put(self, body: str, parsed: _ParsedQuery) -> None:
+        self._used[self._key(body)] = [list(parsed.refs), parsed.code_version, parsed.sql]
+
+    def save(self) -> None:
+        """Write the entries this load used, if they differ from the file (atomic)."""
+        if self._used != self._stored:
+            write_json_atomically(self.path, {"version": self._version, "queries": self._used})
 
 
 def upstream_refs(query: exp.Expr) -> list[str]:

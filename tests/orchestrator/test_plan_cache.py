@@ -1,0 +1,296 @@
+"""The caches behind fast planning never make a stale asset look fresh.
+
+Published state is cached by each table's metadata location: commits made behind Sluice's back
+(a raw pyiceberg append, a rollback) must show up in the next plan. Code versions are cached by
+source content: an edit with the same size and modification time must still count.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pyarrow as pa
+import pytest
+from conftest import ProjectDir
+
+import lakehouse.tables
+from lakehouse.branches import main_snapshot_id
+from lakehouse.catalog import open_catalog
+from orchestrator import code_versions
+from orchestrator.code_versions import CodeVersionCache, reference_code_version
+from orchestrator.config import load_config
+from orchestrator.loader import cache_dir, load_project
+from orchestrator.materialize import PUBLISHED_CACHE, make_plan, open_lakehouse
+from orchestrator.plan_cache import catalog_pointers, sqlite_pointers
+
+CHAIN = {
+    "assets/bronze/src.py": """
+        import pyarrow as pa
+        from orchestrator import asset
+
+        @asset(layer="bronze")
+        def src(ctx):
+            return pa.table({"id": [1, 2, 3]})
+        """,
+    "assets/silver/mid.py": """
+        from orchestrator import asset
+
+        @asset(layer="silver")
+        def mid(ctx, src):
+            return ctx.sql("SELECT id * 2 AS id FROM src")
+        """,
+    "assets/gold/top.sql": """
+        -- checks: not_null(id)
+        SELECT id FROM silver.mid
+        """,
+}
+
+TRICKY = '''
+import functools
+
+def deco(*args, **kwargs):
+    return lambda fn: fn
+
+@deco(
+    "multi-line decorator",
+    option=1,
+)
+def decorated(ctx, a):
+    """Docstring."""
+    # a comment
+    return a  # trailing
+
+
+def docstring_only(ctx):
+    """Only a docstring."""
+
+
+async def coroutine(ctx):
+    return 1
+
+
+def outer(ctx):
+    """Outer docstring."""
+
+    @deco("inner")
+    def inner(x):
+        """Inner docstring: part of outer's code."""
+        return x
+
+    return inner
+
+
+class Holder:
+    @staticmethod
+    def method(ctx, b):
+        """Method docstring."""
+        return b + 1
+'''
+
+
+def _import(path: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fresh(project: ProjectDir) -> list[str]:
+    """Load the project and plan everything; the names of the stale assets."""
+    loaded = load_project(project.root)
+    plan = make_plan(loaded, None, [])
+    return [step.asset for step in plan.steps]
+
+
+# ---- code versions -------------------------------------------------------------------------
+
+
+def test_the_fast_code_version_equals_the_definition(tmp_path: Path) -> None:
+    path = tmp_path / "tricky_module.py"
+    path.write_text(TRICKY)
+    module = _import(path, "tricky_module")
+    inner = module.outer(None)
+    functions = [
+        module.decorated,
+        module.docstring_only,
+        module.coroutine,
+        module.outer,
+        inner,
+        module.Holder.method,
+    ]
+    for fn in functions:
+        cache = CodeVersionCache()
+        fast = cache.version(fn)
+        assert fast is not None, fn
+        assert fast == reference_code_version(fn), fn.__qualname__
+        assert code_versions.python_code_version(fn) == fast
+    # The nested function's docstring and decorator are part of its enclosing function's code.
+    edited = TRICKY.replace("Inner docstring: part of outer's code.", "Changed inner doc.")
+    path.write_text(edited)
+    assert CodeVersionCache().version(module.outer) != reference_code_version(inner)
+    changed = CodeVersionCache().version(module.outer)
+    path.write_text(TRICKY)
+    assert changed != CodeVersionCache().version(module.outer)
+
+
+def test_functions_the_fast_path_cannot_place_use_the_definition(tmp_path: Path) -> None:
+    path = tmp_path / "wrapped_module.py"
+    path.write_text(
+        "import functools\n\n"
+        "def inner(ctx):\n    return 1\n\n"
+        "@functools.wraps(inner)\ndef wrapper(*a, **k):\n    return inner(*a, **k)\n\n"
+        "anonymous = lambda ctx: 2\n"
+    )
+    module = _import(path, "wrapped_module")
+    cache = CodeVersionCache()
+    assert cache.version(module.wrapper) is None
+    assert cache.version(module.anonymous) is None
+    assert code_versions.python_code_version(module.wrapper) == reference_code_version(
+        module.wrapper
+    )
+    namespace: dict[str, object] = {}
+    exec("def from_string(ctx):\n    return 3\n", namespace)
+    fn = namespace["from_string"]
+    assert callable(fn)
+    assert code_versions.python_code_version(fn) == reference_code_version(fn)
+
+
+def test_an_edit_with_the_same_size_and_mtime_changes_the_code_version(
+    project: ProjectDir,
+) -> None:
+    project.write({"assets/bronze/src.py": CHAIN["assets/bronze/src.py"]})
+    path = project.root / "assets/bronze/src.py"
+    before = load_project(project.root).graph.assets[
+        load_project(project.root).graph.resolve("src")
+    ]
+    assert (cache_dir(project.root) / "code-versions.json").exists()
+    stat = path.stat()
+    text = path.read_text()
+    path.write_text(text.replace("[1, 2, 3]", "[1, 2, 4]"))  # same size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same modification time
+    assert path.stat().st_size == stat.st_size
+    sys.modules.pop("assets.bronze.src", None)
+    graph = load_project(project.root).graph
+    after = graph.assets[graph.resolve("src")]
+    assert after.code_version != before.code_version
+    assert after.code_version == reference_code_version(after.fn)  # type: ignore[arg-type]
+
+
+def test_a_corrupt_cache_file_is_ignored(project: ProjectDir) -> None:
+    project.write({"assets/bronze/src.py": CHAIN["assets/bronze/src.py"]})
+    graph = load_project(project.root).graph
+    expected = graph.assets[graph.resolve("src")].code_version
+    (cache_dir(project.root) / "code-versions.json").write_text("{not json")
+    graph = load_project(project.root).graph
+    assert graph.assets[graph.resolve("src")].code_version == expected
+
+
+# ---- published state --------------------------------------------------------------------
+
+
+def test_pointers_read_from_sqlite_match_pyiceberg(project: ProjectDir) -> None:
+    project.write(CHAIN)
+    assert project.sluice("materialize").code == 0
+    config = load_config(project.root)
+    catalog = open_catalog(config.catalog)
+    expected = {
+        f"{ns[0]}.{name}": catalog.load_table((ns[0], name)).metadata_location
+        for ns in catalog.list_namespaces()
+        for _, name in catalog.list_tables(ns)
+    }
+    assert len(expected) == 3
+    assert sqlite_pointers(config.catalog) == expected
+    assert catalog_pointers(open_lakehouse(load_project(project.root))) == expected
+
+
+def test_an_unchanged_catalog_is_planned_without_loading_a_table(
+    project: ProjectDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.write(CHAIN)
+    assert project.sluice("materialize").code == 0
+    assert _fresh(project) == []  # fills the cache
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("a table was loaded although nothing changed")
+
+    monkeypatch.setattr(lakehouse.tables, "load_table", refuse)
+    assert _fresh(project) == []
+
+
+def test_a_raw_pyiceberg_append_makes_downstream_stale(project: ProjectDir) -> None:
+    project.write(CHAIN)
+    assert project.sluice("materialize").code == 0
+    assert _fresh(project) == []
+    catalog = open_catalog(load_config(project.root).catalog)
+    table = catalog.load_table("silver.mid")
+    table.append(pa.table({"id": pa.array([99], pa.int64())}))  # behind Sluice's back
+    # Its head snapshot now carries no Sluice provenance: what it holds was never published by
+    # Sluice, so it and everything downstream is stale (exactly as without any cache).
+    assert _fresh(project) == ["silver.mid", "gold.top"]
+
+
+def test_a_rollback_outside_sluice_is_seen(project: ProjectDir) -> None:
+    project.write(CHAIN)
+    assert project.sluice("materialize").code == 0
+    assert project.sluice("materialize", "--force").code == 0
+    assert _fresh(project) == []
+    catalog = open_catalog(load_config(project.root).catalog)
+    table = catalog.load_table("bronze.src")
+    head = main_snapshot_id(table)
+    assert head is not None
+    parent = table.snapshot_by_id(head).parent_snapshot_id  # type: ignore[union-attr]
+    while parent is not None:  # back to the first publish, before the forced one
+        snapshot = table.snapshot_by_id(parent)
+        assert snapshot is not None
+        if (
+            snapshot.summary is not None
+            and "sluice.run-id" in snapshot.summary.additional_properties
+        ):
+            break
+        parent = snapshot.parent_snapshot_id
+    assert parent is not None
+    table.manage_snapshots().set_current_snapshot(snapshot_id=parent).commit()
+    assert _fresh(project) == ["silver.mid", "gold.top"]
+
+
+def test_a_dropped_table_is_never_published(project: ProjectDir) -> None:
+    project.write(CHAIN)
+    assert project.sluice("materialize").code == 0
+    assert _fresh(project) == []
+    open_catalog(load_config(project.root).catalog).drop_table("silver.mid")
+    assert _fresh(project) == ["silver.mid", "gold.top"]
+    cached = json.loads((cache_dir(project.root) / PUBLISHED_CACHE).read_text())
+    assert "silver.mid" not in cached["tables"]
+
+
+def test_a_forged_cache_entry_for_an_old_location_is_not_used(project: ProjectDir) -> None:
+    project.write(CHAIN)
+    assert project.sluice("materialize").code == 0
+    assert _fresh(project) == []
+    path = cache_dir(project.root) / PUBLISHED_CACHE
+    cached = json.loads(path.read_text())
+    cached["tables"]["bronze.src"]["location"] = "file:///somewhere/else.metadata.json"
+    cached["tables"]["bronze.src"]["code_version"] = "forged"
+    path.write_text(json.dumps(cached))
+    assert _fresh(project) == []  # the entry did not match the location: the table was read
+    assert json.loads(path.read_text())["tables"]["bronze.src"]["code_version"] != "forged"
+
+
+def test_sql_query_cache_is_keyed_by_the_query_text(project: ProjectDir) -> None:
+    project.write(CHAIN)
+    first = load_project(project.root).graph
+    top = first.assets[first.resolve("top")]
+    assert (cache_dir(project.root) / "sql-assets.json").exists()
+    again = load_project(project.root).graph
+    assert again.assets[again.resolve("top")] == top
+    project.write(
+        {"assets/gold/top.sql": "-- checks: not_null(id)\nSELECT id + 1 AS id FROM silver.mid\n"}
+    )
+    edited = load_project(project.root).graph
+    assert edited.assets[edited.resolve("top")].code_version != top.code_version
