@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import duckdb
 import pyarrow as pa
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import ancestors_of
@@ -88,20 +87,20 @@ def audit_snapshot(
     once per partition over that partition's rows only, and each result is named
     `check [partition]`: a check such as `unique` or `row_count` means the same in a ranged
     write as in a write of one partition. One connection and one set of views serve all of
-    them; only two bound variables change between partitions. `table`, when given, is a
-    loaded table whose metadata holds `snapshot_id` (saves a reload).
+    them; per partition the audit view is re-pointed at the files of that partition only, so a
+    ranged audit reads each row once per check, as per-partition writes do. `table`, when given,
+    is a loaded table whose metadata holds `snapshot_id` (saves a reload).
     """
     if not checks:
         return ()
     if table is None or table.snapshot_by_id(snapshot_id) is None:
         table = lh.table(identifier)
     con = duck.connect()
+    audit_view = quote(AUDIT_VIEW)
     try:
-        select = snapshot_select(con, table, snapshot_id, window)
-        if partitions:
-            _bind_partition(con, partitions[0], table)
-            select = f"SELECT * FROM ({select}) WHERE {_partition_predicate(partitions[0])}"
-        con.execute(f"CREATE OR REPLACE VIEW {quote(AUDIT_VIEW)} AS {select}")
+        first = partitions[0] if partitions else window
+        select = snapshot_select(con, table, snapshot_id, first)
+        con.execute(f"CREATE OR REPLACE VIEW {audit_view} AS {select}")
         create_alias_view(con, split_identifier(identifier), (AUDIT_VIEW,))
         for ref in sorted({r for c in checks for r in c.references} - {identifier}):
             other = load_table(lh.catalog, ref)
@@ -111,8 +110,10 @@ def audit_snapshot(
         if not partitions:
             return tuple(run_checks(con, AUDIT_VIEW, checks))
         results: list[CheckResult] = []
-        for partition in partitions:
-            _bind_partition(con, partition, table)
+        for number, partition in enumerate(partitions):
+            if number:
+                select = snapshot_select(con, table, snapshot_id, partition)
+                con.execute(f"CREATE OR REPLACE VIEW {audit_view} AS {select}")
             results += [
                 r.model_copy(update={"name": f"{r.name} [{partition.label}]"})
                 for r in run_checks(con, AUDIT_VIEW, checks)
@@ -120,27 +121,6 @@ def audit_snapshot(
         return tuple(results)
     finally:
         con.close()
-
-
-_PARTITION_START = "sluice_partition_start"
-_PARTITION_END = "sluice_partition_end"
-
-
-def _partition_predicate(partition: RowWindow) -> str:
-    """`start <= column < end` with the bounds read from the connection's variables, so that
-    one view serves every partition."""
-    column = quote(partition.column)
-    return (
-        f"{column} >= getvariable('{_PARTITION_START}') "
-        f"AND {column} < getvariable('{_PARTITION_END}')"
-    )
-
-
-def _bind_partition(con: duckdb.DuckDBPyConnection, partition: RowWindow, table: Table) -> None:
-    """Point the partition variables at `partition` (bound values of the column's type)."""
-    low, high = partition.bounds(table.schema())
-    con.execute(f"SET VARIABLE {_PARTITION_START} = ?", [low])
-    con.execute(f"SET VARIABLE {_PARTITION_END} = ?", [high])
 
 
 def window_check(table: Table, paths: Sequence[str], window: RowWindow) -> CheckResult:
