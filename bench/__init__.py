@@ -13,5 +13,6 @@ BENCHMARKS = (
     "read_path",
     "plan_10k",
     "concurrent",
+    "backfill",
     "cli_start",
 )
