@@ -7,10 +7,12 @@ properties alone say which code and which upstream snapshots built what `main` h
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 from pyiceberg.table import Table
-from pyiceberg.table.snapshots import ancestors_of
+from pyiceberg.table.refs import MAIN_BRANCH
+from pyiceberg.table.snapshots import Snapshot
 
 PREFIX = "sluice."
 RUN_ID = "sluice.run-id"
@@ -67,23 +69,81 @@ def snapshot_provenance(table: Table, snapshot_id: int | None) -> Provenance | N
     """Provenance of one snapshot of `table`, or None."""
     if snapshot_id is None:
         return None
-    snapshot = table.snapshot_by_id(snapshot_id)
+    return _provenance_of(table.snapshot_by_id(snapshot_id))
+
+
+def _provenance_of(snapshot: Snapshot | None) -> Provenance | None:
     if snapshot is None or snapshot.summary is None:
         return None
     return Provenance.from_properties(dict(snapshot.summary.additional_properties))
 
 
-def published_history(table: Table) -> list[tuple[int, Provenance]]:
-    """The snapshots Sluice published into `main`'s history, newest first: one per write (the
-    head of each write; the delete snapshot inside the same commit shares its provenance)."""
-    head = table.metadata.refs.get("main")
+def _order(snapshot: Snapshot) -> tuple[int, int]:
+    """Position in the table's history: sequence numbers grow with every commit (format v2);
+    the timestamp breaks ties on format v1 tables, which have none."""
+    return (snapshot.sequence_number or 0, snapshot.timestamp_ms)
+
+
+def main_lineage(table: Table) -> list[Snapshot]:
+    """`main`'s history newest first: the snapshots `main` holds or held on its way to where it
+    is now, as far as they are still in the metadata.
+
+    Without expiry this is exactly `ancestors_of(main)`. Expiry (`lakehouse.maintenance`)
+    removes old snapshots and breaks that parent chain (pyiceberg clears the parent id of a
+    snapshot whose parent was removed), while deliberately keeping older snapshots that still
+    matter, such as the newest write of each partition. The walk continues past a break using
+    the table's snapshot log, which records every snapshot `main` was set to and keeps the
+    entries of retained snapshots: going back through the log, an entry belongs to the current
+    lineage only if it is older (lower sequence number) than everything accepted so far, which
+    skips the snapshots a rollback stepped back over. Snapshots `main` never pointed at, such
+    as the heads of failed audit branches or of abandoned re-apply branches, are never in the
+    log and never returned. Each accepted snapshot's own intact parent chain is walked too.
+
+    This relies on `main` moving only the ways Sluice moves it: forward to a descendant
+    (publish) or back to one of its ancestors (rollback); and on expiry keeping the log entries
+    of the snapshots it keeps, as pyiceberg's does (Java's expiry truncates the log: a table
+    expired by it keeps only its intact chain here).
+    """
+    head = table.metadata.refs.get(MAIN_BRANCH)
     if head is None:
         return []
+    by_id = {s.snapshot_id: s for s in table.metadata.snapshots}
+    starts = [head.snapshot_id, *(e.snapshot_id for e in reversed(table.metadata.snapshot_log))]
+    lineage: list[Snapshot] = []
+    frontier: tuple[int, int] | None = None
+    for start in starts:
+        snapshot = by_id.get(start)
+        while snapshot is not None and (frontier is None or _order(snapshot) < frontier):
+            lineage.append(snapshot)
+            frontier = _order(snapshot)
+            parent = snapshot.parent_snapshot_id
+            snapshot = by_id.get(parent) if parent is not None else None
+    return lineage
+
+
+def published_history(
+    table: Table, lineage: Sequence[Snapshot] | None = None
+) -> list[tuple[int, Provenance]]:
+    """The snapshots Sluice published into `main`'s history, newest first: one per write (the
+    head of each write; the delete snapshot inside the same commit shares its provenance).
+
+    Built on `main_lineage`, so after snapshot expiry it still lists every retained write,
+    including those beyond a break in the parent chain, and never a snapshot that was not
+    published to `main`. Two writes are merged only when one is the direct parent of the other
+    with identical provenance (the delete + append pair of one commit). `lineage`, when
+    given, is `main_lineage(table)` already computed.
+    """
     history: list[tuple[int, Provenance]] = []
-    previous: Provenance | None = None
-    for snapshot in ancestors_of(table.snapshot_by_id(head.snapshot_id), table.metadata):
-        provenance = snapshot_provenance(table, snapshot.snapshot_id)
-        if provenance is not None and provenance != previous:
+    child: Snapshot | None = None
+    child_provenance: Provenance | None = None
+    for snapshot in main_lineage(table) if lineage is None else lineage:
+        provenance = _provenance_of(snapshot)
+        same_commit = (
+            child is not None
+            and child.parent_snapshot_id == snapshot.snapshot_id
+            and child_provenance == provenance
+        )
+        if provenance is not None and not same_commit:
             history.append((snapshot.snapshot_id, provenance))
-        previous = provenance
+        child, child_provenance = snapshot, provenance
     return history

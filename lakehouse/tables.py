@@ -17,7 +17,7 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchTableError, TableAlreadyExistsError
 from pyiceberg.io.pyarrow import _pyarrow_to_schema_without_ids, schema_to_pyarrow
 from pyiceberg.schema import Schema, promote
-from pyiceberg.table import Table
+from pyiceberg.table import Table, TableProperties
 from pyiceberg.transforms import Transform
 from pyiceberg.types import IcebergType, NestedField
 
@@ -25,6 +25,13 @@ from lakehouse.catalog import ensure_namespace
 from lakehouse.errors import SchemaChangeError, UnsupportedTypeError
 
 INITIAL_PROPERTY = "sluice.initial"
+MANIFEST_PROPERTIES = {
+    TableProperties.MANIFEST_MERGE_ENABLED: "true",
+    TableProperties.MANIFEST_MIN_MERGE_COUNT: "16",
+}
+"""Given to every table Sluice creates (and by maintenance to older tables that lack them):
+appends and `add_files` merge small manifests once 16 have piled up, so planning a scan of a
+table written one partition at a time reads a few manifests, not one per write."""
 
 
 def split_identifier(identifier: str) -> tuple[str, str]:
@@ -168,16 +175,16 @@ def ensure_table(
     """Create the table from `schema`, or evolve it to accept `schema`; returns it freshly loaded.
 
     A new table gets an empty first snapshot on `main` (marked `sluice.initial`) so that audit
-    branches always have a parent: consumers see an empty table, never unaudited rows. With
-    `partitioning`, the table's spec gets that transform of `partition_column` (replacing a
-    partition is then a metadata operation on whole files).
+    branches always have a parent: consumers see an empty table, never unaudited rows; and it
+    gets `MANIFEST_PROPERTIES`. With `partitioning`, the table's spec gets that transform of
+    `partition_column` (replacing a partition is then a metadata operation on whole files).
     """
     namespace, _ = split_identifier(identifier)
     ensure_namespace(catalog, namespace)
     table = load_table(catalog, identifier)
     if table is None:
         try:
-            table = catalog.create_table(identifier, schema=schema)
+            table = catalog.create_table(identifier, schema=schema, properties=MANIFEST_PROPERTIES)
         except TableAlreadyExistsError:
             table = catalog.load_table(identifier)
     if plan_evolution(identifier, table, schema):

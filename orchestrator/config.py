@@ -60,6 +60,37 @@ class RetryConfig(BaseModel):
     jitter: float = Field(default=0.1, ge=0, le=1)
 
 
+class MaintenanceConfig(BaseModel):
+    """`[maintenance]`: keeping Iceberg metadata small so that writes stay fast.
+
+    Every commit copies a table's whole metadata, which grows with each snapshot kept; without
+    expiry a table with a thousand publishes writes many times slower than a fresh one. Expiry
+    never changes what `main` (or any branch) holds, never forgets the newest write of any
+    partition (so staleness and `sluice status` answer as before), and deletes no file; orphan
+    removal (`sluice maintain --orphans`) deletes unreferenced files.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = True
+    """Maintain each table automatically right after each successful publish to it. A failure
+    there is logged and never fails the run. `sluice maintain` works either way."""
+    keep_last: int = Field(default=20, ge=1, le=100_000)
+    """Newest snapshots of `main`'s history always kept: the reach of `sluice rollback` (a
+    publish is usually two snapshots: the rows it replaced, the rows it wrote). Older snapshots
+    are kept only while they are the newest write of some partition or the base of a branch.
+    It is also the margin for concurrent writers: keep it above twice the number of publishes
+    other writers may make to one table while a write to it is in flight (the write's base
+    snapshot must still exist when it commits)."""
+    max_expire_per_publish: int = Field(default=10, ge=1, le=1_000)
+    """At most this many snapshots expired per automatic commit; the commit is made only once
+    half as many are due, so a table does not pay an extra commit on every publish. Expiry
+    holds the table lock, and one large expiry is slow: small batches keep writers moving."""
+    orphan_min_age_hours: float = Field(default=24.0, ge=1.0)
+    """Unreferenced files younger than this are never deleted by orphan removal: they may
+    belong to a write still in flight. Keep it longer than any materialization takes."""
+
+
 class StateConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -74,6 +105,7 @@ class _ConfigFile(BaseModel):
     executor: ExecutorConfig = ExecutorConfig()
     alerts: AlertsConfig = AlertsConfig()
     retry: RetryConfig = RetryConfig()
+    maintenance: MaintenanceConfig = MaintenanceConfig()
 
 
 class ProjectConfig(BaseModel):
@@ -88,6 +120,7 @@ class ProjectConfig(BaseModel):
     executor: ExecutorConfig
     alerts: AlertsConfig
     retry: RetryConfig = RetryConfig()
+    maintenance: MaintenanceConfig = MaintenanceConfig()
 
 
 def _absolute_url(value: str, root: Path) -> str:
@@ -145,4 +178,5 @@ def load_config(root: Path) -> ProjectConfig:
         executor=parsed.executor,
         alerts=parsed.alerts,
         retry=parsed.retry,
+        maintenance=parsed.maintenance,
     )
