@@ -235,6 +235,12 @@ def write_branch_table(
             if landed(table, existing):
                 return existing, table  # an earlier attempt of this commit did land
             raise BranchError(f"branch {branch!r} of {identifier} already exists", asset=identifier)
+        if table.snapshot_by_id(base_snapshot_id) is None:
+            raise PublishConflictError(
+                f"snapshot {base_snapshot_id} of {identifier} was expired while the write was "
+                "under way (main moved on meanwhile); main is untouched",
+                asset=identifier,
+            )
         tx = _Transaction(table)
         ManageSnapshots(tx).create_branch(base_snapshot_id, branch).commit()
         # Only delete when there is something to delete: pyiceberg warns otherwise, and

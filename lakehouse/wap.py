@@ -17,7 +17,6 @@ from typing import Literal
 
 import pyarrow as pa
 from pyiceberg.table import Table
-from pyiceberg.table.snapshots import ancestors_of
 
 from lakehouse import duck
 from lakehouse.audits import Check, CheckResult, run_checks
@@ -29,7 +28,7 @@ from lakehouse.branches import (
     write_branch_table,
 )
 from lakehouse.errors import PublishConflictError, SluiceError
-from lakehouse.provenance import Provenance, snapshot_provenance
+from lakehouse.provenance import Provenance, main_lineage, snapshot_provenance
 from lakehouse.reads import (
     create_alias_view,
     create_files_view,
@@ -147,12 +146,21 @@ def window_check(table: Table, paths: Sequence[str], window: RowWindow) -> Check
     )
 
 
-def _overlapping_write(table: Table, base: int, current: int, window: RowWindow) -> str | None:
+def _overlapping_write(
+    table: Table, base: int, base_sequence: int, window: RowWindow
+) -> str | None:
     """Why the snapshots `main` gained since `base` conflict with a write of `window`, or None
-    when they only touched other partitions (so the write can be re-applied on top)."""
-    for snapshot in ancestors_of(table.snapshot_by_id(current), table.metadata):
+    when they only touched other partitions (so the write can be re-applied on top).
+
+    `base` may have been expired meanwhile by table maintenance (many publishes during one
+    write): the snapshots newer than it are still checked, because expiry keeps every write
+    that is not covered by a newer one, and a covering write overlaps whatever its covered
+    write overlapped."""
+    for snapshot in main_lineage(table):
         if snapshot.snapshot_id == base:
             return None
+        if (snapshot.sequence_number or 0) <= base_sequence:
+            break
         prov = snapshot_provenance(table, snapshot.snapshot_id)
         if prov is None:
             return f"snapshot {snapshot.snapshot_id} was not written by Sluice"
@@ -160,7 +168,14 @@ def _overlapping_write(table: Table, base: int, current: int, window: RowWindow)
             return f"run {prov.run_id} replaced the whole table"
         if window.overlaps(*prov.window):
             return f"run {prov.run_id} wrote the same rows ({prov.partition})"
+    if table.snapshot_by_id(base) is None:
+        return None
     return f"main no longer descends from snapshot {base} (rolled back?)"
+
+
+def _sequence(table: Table, snapshot_id: int) -> int:
+    snapshot = table.snapshot_by_id(snapshot_id)
+    return int(snapshot.sequence_number or 0) if snapshot is not None else 0
 
 
 def write_audit_publish(
@@ -204,6 +219,7 @@ def write_audit_publish(
     base = main_snapshot_id(table)
     if base is None:
         raise SluiceError(f"table {identifier} has no main branch", asset=identifier)
+    base_sequence = _sequence(table, base)
     written = write_data_files(
         table,
         data,
@@ -260,7 +276,9 @@ def write_audit_publish(
                 continue
         assert window is not None
         with lh.locks.hold_across(identifier):
-            base = _rebase(lh, identifier, base, window, branch, written=attempt > 1)
+            base, base_sequence = _rebase(
+                lh, identifier, (base, base_sequence), window, branch, written=attempt > 1
+            )
             try:
                 return cycle(base)
             except PublishConflictError:  # a writer of another host moved main
@@ -297,15 +315,22 @@ def _lost_recently(lh: Lakehouse, identifier: str) -> bool:
 
 
 def _rebase(
-    lh: Lakehouse, identifier: str, base: int, window: RowWindow, branch: str, *, written: bool
-) -> int:
-    """The current `main` to apply a write of `window` on (after dropping the branch written
-    on `base`, when `written`); raises `PublishConflictError` (keeping the branch) when a
-    snapshot `main` gained since `base` wrote the same rows or the whole table."""
+    lh: Lakehouse,
+    identifier: str,
+    base: tuple[int, int],
+    window: RowWindow,
+    branch: str,
+    *,
+    written: bool,
+) -> tuple[int, int]:
+    """The current `main` (id, sequence number) to apply a write of `window` on (after
+    dropping the branch written on `base`, when `written`); raises `PublishConflictError`
+    (keeping the branch) when a snapshot `main` gained since `base` wrote the same rows or the
+    whole table."""
     table = lh.table(identifier)
     current = main_snapshot_id(table)
     assert current is not None
-    reason = _overlapping_write(table, base, current, window)
+    reason = _overlapping_write(table, base[0], base[1], window)
     if reason is not None:
         raise PublishConflictError(
             f"{window.label} of {identifier} conflicts: {reason}; branch {branch!r} "
@@ -314,4 +339,4 @@ def _rebase(
         )
     if written:
         remove_branch(lh, identifier, branch)
-    return current
+    return current, _sequence(table, current)

@@ -53,6 +53,15 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("backfills", help="recorded backfills and their partition states")
 
+    p = sub.add_parser("maintain", help="expire old snapshots, merge manifests, remove orphans")
+    p.add_argument("select", nargs="*")
+    p.add_argument(
+        "--orphans",
+        action="store_true",
+        help="also delete unreferenced files older than [maintenance] orphan_min_age_hours",
+    )
+    p.add_argument("--dry-run", action="store_true", help="report what would go; change nothing")
+
     p = sub.add_parser("status", help="per asset: fresh, stale or failed; last run and checks")
     p.add_argument("select", nargs="*")
 
@@ -267,6 +276,37 @@ def _cmd_backfills(project: Project, args: argparse.Namespace, console: Console)
             markup=False,
         )
     return EXIT_OK
+
+
+def _cmd_maintain(project: Project, args: argparse.Namespace, console: Console) -> int:
+    from orchestrator.maintain import maintain_project
+
+    results = maintain_project(
+        project,
+        args.select or None,
+        orphans=args.orphans,
+        dry_run=args.dry_run,
+        lh=_lakehouse(project),
+    )
+    expired, removed = ("would expire", "would remove") if args.dry_run else ("expired", "removed")
+    for r in results:
+        if r.error:
+            console.print(f"failed {r.asset}: {r.error}", markup=False)
+            continue
+        if r.skipped:
+            console.print(f"skipped {r.asset}: {r.skipped}", markup=False)
+            continue
+        line = (
+            f"{r.asset}: {expired} {r.snapshots_expired} of {r.snapshots_before} snapshots "
+            f"({r.snapshots_after} left)"
+        )
+        if args.orphans:
+            line += (
+                f"; {removed} {len(r.orphan_files)} orphan file(s), {r.orphan_bytes:,} bytes "
+                f"({r.orphans_too_young} too young)"
+            )
+        console.print(line, markup=False)
+    return EXIT_FAILED if any(r.error for r in results) else EXIT_OK
 
 
 def _cmd_status(project: Project, args: argparse.Namespace, console: Console) -> int:

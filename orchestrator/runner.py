@@ -42,6 +42,7 @@ from orchestrator.assets import Asset, AssetKey, Retry
 from orchestrator.context import AssetContext, Partition, to_reader
 from orchestrator.errors import DefinitionError, UnsupportedReturnTypeError
 from orchestrator.loader import Project, load_project
+from orchestrator.maintain import after_publish
 from orchestrator.partitions import TimePartitions
 from orchestrator.published import node_key
 from orchestrator.timeouts import run_with_timeout
@@ -295,6 +296,8 @@ def run_step(spec: StepSpec) -> StepOutcome:
                 asset.timeout_s,
                 what=f"asset {spec.asset}",
             )
+            if outcome.status == "published":
+                after_publish(lh, spec.asset, project.config.maintenance)
             return replace(outcome, attempts=attempt, started_at=started)
         except PublishConflictError as exc:
             error, status = str(exc), "conflict"

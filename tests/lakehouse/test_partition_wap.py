@@ -418,3 +418,32 @@ def test_eight_writers_of_eight_partitions_all_publish_each_exactly_once(
         assert {r["tag"] for r in rows_of(rows, "p.orders", day)} == {day}
     assert len(rows("p.orders")) == 1 + 3 * len(days)  # nothing lost, nothing duplicated
     assert list_branches(lh.catalog) == []
+
+
+def test_a_partition_write_whose_base_was_expired_meanwhile_still_publishes(
+    lh: Lakehouse, pwap: PartitionWap, rows: Rows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lakehouse.maintenance import expire_snapshots
+
+    seed(pwap)
+    base = main_snapshot_id(lh.table("p.orders"))
+    real_write = wap_module.write_data_files
+    done = threading.Event()
+
+    def others_publish_and_expire(*args: Any, **kwargs: Any) -> Any:
+        written = real_write(*args, **kwargs)
+        if not done.is_set():  # only around the write under test
+            done.set()
+            for n in range(4):
+                pwap("p.orders", day_rows(DAYS[2], [30 + n], f"v{n + 2}"), DAYS[2], f"o{n}")
+            expire_snapshots(lh, "p.orders", keep_last=1, max_batch=100, batches=None)
+        return written
+
+    monkeypatch.setattr(wap_module, "write_data_files", others_publish_and_expire)
+    result = pwap("p.orders", day_rows(DAYS[0], [10, 11, 12], "v2"), DAYS[0], "late")
+
+    assert done.is_set() and lh.table("p.orders").snapshot_by_id(base) is None  # really expired
+    assert result.status == "published"
+    assert [r["tag"] for r in rows_of(rows, "p.orders", DAYS[0])] == ["v2"] * 3
+    assert [r["id"] for r in rows_of(rows, "p.orders", DAYS[1])] == [1, 2, 3]
+    assert [r["id"] for r in rows_of(rows, "p.orders", DAYS[2])] == [33]

@@ -113,9 +113,16 @@ def _observations(shop: ProjectDir) -> dict[str, Any]:
 
 @pytest.fixture
 def history(project: ProjectDir) -> ProjectDir:
-    """The partition shop with a long history: every day built, one day republished many
-    times, then a code change that leaves some partitions stale."""
-    shop = project.write({**FILES, "sluice.toml": "[maintenance]\nkeep_last = 2\n"})
+    """The partition shop with a long history (automatic maintenance off, so that all of it
+    is there for `maintain_project`)."""
+    return _build_history(project, automatic=False)
+
+
+def _build_history(project: ProjectDir, *, automatic: bool) -> ProjectDir:
+    """Every day built, one day republished many times, then a code change that leaves some
+    partitions stale."""
+    toml = f"[maintenance]\nkeep_last = 2\nenabled = {str(automatic).lower()}\n"
+    shop = project.write({**FILES, "sluice.toml": toml})
     assert shop.sluice("backfill", "*", "--from", D1, "--to", D3).code == 0
     for _ in range(8):
         result = shop.sluice("materialize", "bronze.raw_orders", "--partition", D2, "--force")
@@ -149,6 +156,22 @@ def test_after_maintenance_every_partition_answers_as_before(history: ProjectDir
     result = history.sluice("materialize", "--from", D1, "--to", D3)
     assert result.code == 0, result.out
     assert "nothing to do" in history.sluice("plan", "--from", D1, "--to", D3).out
+
+
+def test_automatic_maintenance_keeps_history_short_and_every_partition_version(
+    project: ProjectDir,
+) -> None:
+    shop = _build_history(project, automatic=True)
+    # 1 empty + 3 days + 8 republishes + the code change, two snapshots per write, without it.
+    assert _snapshot_count(shop.root, "bronze.raw_orders") <= 8
+    plan = shop.sluice("plan", "--from", D1, "--to", D3).out
+    assert "silver.orders@2024-01-01 is stale" in plan
+    assert "silver.orders@2024-01-02 is stale" in plan
+    assert "silver.orders@2024-01-03 is stale" not in plan
+    assert "bronze.raw_orders@" not in plan  # every bronze day still knows its version
+    result = shop.sluice("materialize", "--from", D1, "--to", D3)
+    assert result.code == 0, result.out
+    assert "nothing to do" in shop.sluice("plan", "--from", D1, "--to", D3).out
 
 
 def test_dry_run_changes_nothing(history: ProjectDir) -> None:
