@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a benchmark parameter, e.g. -o rows=2000000 or -o history_build=real",
+        help="a benchmark parameter, e.g. -o rows=2000000 or -o prior=100",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary projects")
     parser.add_argument("--workdir", type=Path, help="where temporary projects go")
