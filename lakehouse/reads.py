@@ -143,8 +143,27 @@ def snapshot_select(
     return f"SELECT * FROM ({select}) WHERE {window.sql_predicate(table.schema())}"
 
 
+def files_select(
+    con: duckdb.DuckDBPyConnection,
+    table: Table,
+    snapshot_id: int,
+    files: Sequence[str],
+    window: RowWindow | None = None,
+) -> str:
+    """Like `snapshot_select`, over data files of the snapshot the caller already knows to be
+    exactly those holding its rows in `window` (no planning)."""
+    select = _snapshot_select(con, table, snapshot_id, window, list(files))
+    if window is None:
+        return select
+    return f"SELECT * FROM ({select}) WHERE {window.sql_predicate(table.schema())}"
+
+
 def _snapshot_select(
-    con: duckdb.DuckDBPyConnection, table: Table, snapshot_id: int, window: RowWindow | None
+    con: duckdb.DuckDBPyConnection,
+    table: Table,
+    snapshot_id: int,
+    window: RowWindow | None,
+    known_files: list[str] | None = None,
 ) -> str:
     snapshot = table.snapshot_by_id(snapshot_id)
     schema_id = snapshot.schema_id if snapshot is not None else None
@@ -153,7 +172,7 @@ def _snapshot_select(
         schemas.get(schema_id, table.schema()) if schema_id is not None else table.schema()
     )
     arrow_schema = schema_to_pyarrow(iceberg_schema, include_field_ids=False)
-    files = snapshot_files(table, snapshot_id, window)
+    files = known_files if known_files is not None else snapshot_files(table, snapshot_id, window)
     if not files:
         data: pa.Table = (
             arrow_schema.empty_table()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -33,6 +33,7 @@ from lakehouse.reads import (
     create_alias_view,
     create_files_view,
     create_view,
+    files_select,
     quote,
     snapshot_select,
 )
@@ -78,6 +79,7 @@ def audit_snapshot(
     *,
     partitions: Sequence[RowWindow] = (),
     table: Table | None = None,
+    partition_files: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[CheckResult, ...]:
     """Run `checks` over one snapshot (its rows in `window` only, when given); referenced
     tables are read at their `main`.
@@ -89,6 +91,9 @@ def audit_snapshot(
     them; per partition the audit view is re-pointed at the files of that partition only, so a
     ranged audit reads each row once per check, as per-partition writes do. `table`, when given,
     is a loaded table whose metadata holds `snapshot_id` (saves a reload).
+    `partition_files` maps partition labels to the snapshot's files of each partition when the
+    caller knows them (a ranged write replaced the whole range, so within it the branch holds
+    exactly the files it wrote, one partition per file): no planning per partition then.
     """
     if not checks:
         return ()
@@ -97,8 +102,17 @@ def audit_snapshot(
     con = duck.connect()
     audit_view = quote(AUDIT_VIEW)
     try:
-        first = partitions[0] if partitions else window
-        select = snapshot_select(con, table, snapshot_id, first)
+
+        def partition_select(partition: RowWindow) -> str:
+            if partition_files is None:
+                return snapshot_select(con, table, snapshot_id, partition)
+            files = partition_files.get(partition.label, ())
+            return files_select(con, table, snapshot_id, files, partition)
+
+        if partitions:
+            select = partition_select(partitions[0])
+        else:
+            select = snapshot_select(con, table, snapshot_id, window)
         con.execute(f"CREATE OR REPLACE VIEW {audit_view} AS {select}")
         create_alias_view(con, split_identifier(identifier), (AUDIT_VIEW,))
         for ref in sorted({r for c in checks for r in c.references} - {identifier}):
@@ -111,7 +125,7 @@ def audit_snapshot(
         results: list[CheckResult] = []
         for number, partition in enumerate(partitions):
             if number:
-                select = snapshot_select(con, table, snapshot_id, partition)
+                select = partition_select(partition)
                 con.execute(f"CREATE OR REPLACE VIEW {audit_view} AS {select}")
             results += [
                 r.model_copy(update={"name": f"{r.name} [{partition.label}]"})
@@ -236,6 +250,9 @@ def write_audit_publish(
     # What one write added does not depend on the base it is applied to: checked once.
     placed = (window_check(table, written.paths, window),) if window is not None else ()
 
+    by_key = written.paths_by_key()
+    known_files = by_key if partitions and set(by_key) <= {p.label for p in partitions} else None
+
     def cycle(base: int) -> WapResult:
         """Write the branch on `base`, audit it, publish it (PublishConflictError if `main`
         is no longer `base`)."""
@@ -249,7 +266,14 @@ def write_audit_publish(
             row_filter=row_filter,
         )
         results = placed + audit_snapshot(
-            lh, identifier, head, checks, window, partitions=partitions, table=written_table
+            lh,
+            identifier,
+            head,
+            checks,
+            window,
+            partitions=partitions,
+            table=written_table,
+            partition_files=known_files,
         )
         head_snapshot = written_table.snapshot_by_id(head)
         sequence = int(head_snapshot.sequence_number or 0) if head_snapshot is not None else 0

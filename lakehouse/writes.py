@@ -31,6 +31,14 @@ class WrittenFiles:
 
     paths: tuple[str, ...]
     rows: int
+    keys: tuple[str, ...] = ()
+    """The split key of each path (same order; `""` without a split)."""
+
+    def paths_by_key(self) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for key, path in zip(self.keys, self.paths, strict=True):
+            found.setdefault(key, []).append(path)
+        return found
 
 
 def _rechunk(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
@@ -55,6 +63,7 @@ class _DataFiles:
     def __init__(self, table: Table, schema: pa.Schema, prefix: str) -> None:
         self.table, self.schema, self.prefix = table, schema, prefix
         self.paths: list[str] = []
+        self.keys: list[str] = []
         self._open: dict[str, tuple[pq.ParquetWriter, Any, int]] = {}
 
     def write(self, key: str, chunk: pa.Table) -> None:
@@ -62,6 +71,7 @@ class _DataFiles:
             path = f"{self.table.location()}/data/{self.prefix}-{uuid.uuid4().hex[:12]}.parquet"
             stream = self.table.io.new_output(path).create(overwrite=True)
             self.paths.append(path)
+            self.keys.append(key)
             self._open[key] = (pq.ParquetWriter(stream, self.schema, compression="zstd"), stream, 0)
         writer, stream, rows = self._open[key]
         writer.write_table(chunk, row_group_size=ROW_GROUP_ROWS)
@@ -119,4 +129,4 @@ def write_data_files(
         if isinstance(exc, pa.ArrowInvalid | pa.ArrowNotImplementedError):
             raise SchemaChangeError(f"result cannot be written to the table: {exc}") from exc
         raise
-    return WrittenFiles(paths=tuple(files.paths), rows=total)
+    return WrittenFiles(paths=tuple(files.paths), rows=total, keys=tuple(files.keys))
