@@ -137,7 +137,7 @@ def _require_audit_branch(identifier: str, branch: str) -> None:
         raise BranchError("main cannot be used as an audit branch", asset=identifier)
 
 
-def _retrying(
+def retrying_commit(
     lh: Lakehouse, identifier: str, step: Callable[[Table], T], recent: Table | None = None
 ) -> T:
     """Run `step` on a freshly loaded table under the table lock, retrying commit races.
@@ -264,7 +264,7 @@ def write_branch_table(
             raise BranchError(f"branch {branch!r} of {identifier} vanished after its write")
         return head, committed
 
-    return _retrying(lh, identifier, step)
+    return retrying_commit(lh, identifier, step)
 
 
 def publish(
@@ -306,7 +306,7 @@ def publish(
             )
         _manage(table).set_current_snapshot(snapshot_id=head).remove_branch(branch).commit()
 
-    _retrying(lh, identifier, step, recent=table)
+    retrying_commit(lh, identifier, step, recent=table)
 
 
 def remove_branch(lh: Lakehouse, identifier: str, branch: str) -> bool:
@@ -320,7 +320,7 @@ def remove_branch(lh: Lakehouse, identifier: str, branch: str) -> bool:
         _manage(table).remove_branch(branch).commit()
         return True
 
-    return _retrying(lh, identifier, step)
+    return retrying_commit(lh, identifier, step)
 
 
 def iter_tables(catalog: Catalog) -> Iterator[str]:
@@ -368,4 +368,4 @@ def rollback(
             )
         _manage(table).set_current_snapshot(snapshot_id=to_snapshot_id).commit()
 
-    _retrying(lh, identifier, step)
+    retrying_commit(lh, identifier, step)

@@ -22,14 +22,11 @@ metadata small without changing anything a reader or the orchestrator can observ
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
 
 from pyarrow import fs as pafs
-from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.manifest import ManifestEntryStatus
 from pyiceberg.table import Table
 from pyiceberg.table.refs import MAIN_BRANCH, SnapshotRefType
@@ -41,13 +38,10 @@ from pyiceberg.table.update import (
     SetPropertiesUpdate,
 )
 
-from lakehouse.branches import Lakehouse
+from lakehouse.branches import Lakehouse, retrying_commit
 from lakehouse.errors import SluiceError
 from lakehouse.provenance import main_lineage, published_history
 from lakehouse.tables import MANIFEST_PROPERTIES
-
-COMMIT_ATTEMPTS = 8
-T = TypeVar("T")
 
 
 class MaintenanceError(SluiceError):
@@ -204,26 +198,6 @@ def plan_expiry(table: Table, keep_last: int) -> ExpiryPlan:
 # ---- committing --------------------------------------------------------------------------
 
 
-def _retrying(lh: Lakehouse, identifier: str, step: Callable[[Table], T]) -> T:
-    """Run `step` on a freshly loaded table under the table lock, retrying commit races
-    (the same pattern as `lakehouse.branches`)."""
-    delay = 0.05
-    for attempt in range(1, COMMIT_ATTEMPTS + 1):
-        with lh.locks.hold(identifier):
-            table = lh.table(identifier)
-            try:
-                return step(table)
-            except CommitFailedException:
-                if attempt == COMMIT_ATTEMPTS:
-                    raise
-            except ValueError as exc:  # a stale sequence number: another commit won the race
-                if "sequence number" not in str(exc) or attempt == COMMIT_ATTEMPTS:
-                    raise
-        time.sleep(delay)
-        delay = min(delay * 2, 1.0)
-    raise AssertionError("unreachable")
-
-
 def _refs_unchanged(table: Table) -> tuple[AssertTableUUID | AssertRefSnapshotId, ...]:
     """Requirements that fail the commit if the table or any of its refs moved meanwhile."""
     return (
@@ -294,7 +268,7 @@ def expire_snapshots(
     left, after = 0, before
     done = 0
     while batches is None or done < batches:
-        chosen, left, after = _retrying(lh, identifier, batch)
+        chosen, left, after = retrying_commit(lh, identifier, batch)
         expired.extend(chosen)
         done += 1
         if not chosen or left < max(min_batch, 1):
@@ -321,7 +295,7 @@ def ensure_manifest_merge(lh: Lakehouse, identifier: str) -> bool:
         )
         return True
 
-    return _retrying(lh, identifier, step)
+    return retrying_commit(lh, identifier, step)
 
 
 # ---- orphan files ------------------------------------------------------------------------

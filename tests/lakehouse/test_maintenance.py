@@ -16,7 +16,7 @@ from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import TableProperties
 from pyiceberg.table.update import RemovePropertiesUpdate
 
-from lakehouse import audits, maintenance
+from lakehouse import audits, branches, maintenance
 from lakehouse.audits import Check
 from lakehouse.branches import (
     Lakehouse,
@@ -329,7 +329,7 @@ def test_a_commit_that_keeps_failing_raises_and_changes_nothing(
     def refuse(*_: Any) -> None:
         raise CommitFailedException("simulated")
 
-    monkeypatch.setattr(maintenance.time, "sleep", lambda _: None)
+    monkeypatch.setattr(branches.time, "sleep", lambda _: None)
     monkeypatch.setattr(lh.catalog, "commit_table", refuse)
     with pytest.raises(CommitFailedException):
         expire_snapshots(lh, T, keep_last=2, max_batch=5)
