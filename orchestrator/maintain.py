@@ -17,6 +17,7 @@ from lakehouse.branches import Lakehouse
 from lakehouse.catalog import open_catalog
 from lakehouse.locks import TableLocks
 from lakehouse.maintenance import (
+    ExpiryResult,
     OrphanFile,
     ensure_manifest_merge,
     expire_snapshots,
@@ -56,6 +57,29 @@ class MaintenanceResult:
     def orphan_bytes(self) -> int:
         return sum(f.size for f in self.orphan_files)
 
+    @classmethod
+    def of(
+        cls,
+        expiry: ExpiryResult,
+        *,
+        merged: bool,
+        orphan_files: tuple[OrphanFile, ...] = (),
+        orphans_too_young: int = 0,
+        dry_run: bool = False,
+    ) -> MaintenanceResult:
+        """The result of a pass whose expiry did `expiry`."""
+        return cls(
+            expiry.identifier,
+            snapshots_before=expiry.snapshots_before,
+            snapshots_expired=len(expiry.expired),
+            snapshots_after=expiry.snapshots_after,
+            expirable_left=expiry.expirable_left,
+            manifest_merge_enabled=merged,
+            orphan_files=orphan_files,
+            orphans_too_young=orphans_too_young,
+            dry_run=dry_run,
+        )
+
 
 def after_publish(lh: Lakehouse, identifier: str, settings: MaintenanceConfig) -> MaintenanceResult:
     """Maintain `identifier` right after a publish to it; never raises (a failure is logged as
@@ -81,14 +105,7 @@ def after_publish(lh: Lakehouse, identifier: str, settings: MaintenanceConfig) -
     except Exception as exc:  # maintenance must never fail the publish it follows
         log.warning("maintenance of %s after its publish failed: %s", identifier, exc)
         return MaintenanceResult(identifier, error=f"{type(exc).__name__}: {exc}")
-    return MaintenanceResult(
-        identifier,
-        snapshots_before=expiry.snapshots_before,
-        snapshots_expired=len(expiry.expired),
-        snapshots_after=expiry.snapshots_after,
-        expirable_left=expiry.expirable_left,
-        manifest_merge_enabled=merged,
-    )
+    return MaintenanceResult.of(expiry, merged=merged)
 
 
 def maintain_table(
@@ -126,16 +143,8 @@ def maintain_table(
             assume_expired=expiry.expired if dry_run else (),
         )
         found, young = result.removed, result.too_young
-    return MaintenanceResult(
-        identifier,
-        snapshots_before=expiry.snapshots_before,
-        snapshots_expired=len(expiry.expired),
-        snapshots_after=expiry.snapshots_after,
-        expirable_left=expiry.expirable_left,
-        manifest_merge_enabled=merged,
-        orphan_files=found,
-        orphans_too_young=young,
-        dry_run=dry_run,
+    return MaintenanceResult.of(
+        expiry, merged=merged, orphan_files=found, orphans_too_young=young, dry_run=dry_run
     )
 
 
