@@ -131,28 +131,17 @@ def snapshot_select(
     table: Table,
     snapshot_id: int,
     window: RowWindow | None = None,
+    files: Sequence[str] | None = None,
 ) -> str:
     """SQL selecting exactly the table schema's columns of one snapshot (of its rows in
     `window`, reading only the files that may hold them).
 
-    Registers helper objects on `con` when the snapshot cannot be read as a plain file list.
+    `files`, when given, are the snapshot's data files the caller already knows to be exactly
+    those holding its rows in `window` (no planning). Registers helper objects on `con` when
+    the snapshot cannot be read as a plain file list.
     """
-    select = _snapshot_select(con, table, snapshot_id, window)
-    if window is None:
-        return select
-    return f"SELECT * FROM ({select}) WHERE {window.sql_predicate(table.schema())}"
-
-
-def files_select(
-    con: duckdb.DuckDBPyConnection,
-    table: Table,
-    snapshot_id: int,
-    files: Sequence[str],
-    window: RowWindow | None = None,
-) -> str:
-    """Like `snapshot_select`, over data files of the snapshot the caller already knows to be
-    exactly those holding its rows in `window` (no planning)."""
-    select = _snapshot_select(con, table, snapshot_id, window, list(files))
+    known = list(files) if files is not None else None
+    select = _snapshot_select(con, table, snapshot_id, window, known)
     if window is None:
         return select
     return f"SELECT * FROM ({select}) WHERE {window.sql_predicate(table.schema())}"

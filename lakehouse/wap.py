@@ -33,7 +33,6 @@ from lakehouse.reads import (
     create_alias_view,
     create_files_view,
     create_view,
-    files_select,
     quote,
     snapshot_select,
 )
@@ -107,7 +106,7 @@ def audit_snapshot(
             if partition_files is None:
                 return snapshot_select(con, table, snapshot_id, partition)
             files = partition_files.get(partition.label, ())
-            return files_select(con, table, snapshot_id, files, partition)
+            return snapshot_select(con, table, snapshot_id, partition, files)
 
         if partitions:
             select = partition_select(partitions[0])
