@@ -25,6 +25,7 @@ class InlineExecutor:
         from orchestrator.runner import run_step
 
         self._step = step or run_step
+        self.capacity = max_workers
 
     def submit(self, spec: Any) -> Future[Any]:
         future: Future[Any] = Future()
@@ -59,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=40, help="cProfile rows")
     args = parser.parse_args(argv)
 
-    import orchestrator.materialize
+    import orchestrator.executor
 
-    orchestrator.materialize.ThreadExecutor = InlineExecutor  # type: ignore[misc,assignment]
+    orchestrator.executor.make_executor = lambda kind, n: InlineExecutor(n)  # type: ignore[assignment]
     root = args.project.resolve()
     if args.warm:
         _work(root, args.select, args.force, args.plan_only)

@@ -30,13 +30,18 @@ _names = itertools.count()
 _unused: list[str] = []
 """Catalogs whose cursor is gone. Appended to by finalizers (any thread, any moment), and
 detached at the next `connect()`, never from inside a finalizer."""
+_inherited: list[object] = []
 
 
 def _forget_after_fork() -> None:
-    """A forked child must not use the parent's database (its threads did not survive)."""
-    global _database
+    """A forked child must not use the parent's database (its threads did not survive), nor
+    drop it: closing it would wait for those threads. It stays referenced, unused."""
+    global _database, _lock
+    if _database is not None:
+        _inherited.append(_database)
     _database = None
     _unused.clear()
+    _lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):

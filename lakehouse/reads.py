@@ -9,6 +9,7 @@ as NULL, as Iceberg requires.
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Sequence
@@ -66,6 +67,23 @@ _file_columns = _Cache(256)
 
 _tables = _Cache(512)
 """(catalog, identifier) -> the table object last loaded through `table_with_snapshot`."""
+
+
+_inherited: list[_Cache] = []
+
+
+def _after_fork() -> None:
+    """A forked child keeps the file lists (snapshots never change) but not a lock another
+    thread of the parent may have held at the fork, nor table objects bound to the parent's
+    catalog connections (kept referenced, unused: closing them is the parent's business)."""
+    global _tables
+    for cache in (_file_lists, _file_columns):
+        cache._lock = threading.Lock()
+    _inherited.append(_tables)
+    _tables = _Cache(512)
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def table_with_snapshots(

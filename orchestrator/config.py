@@ -22,7 +22,8 @@ CATALOG_DIR = "catalog"
 class ExecutorConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kind: Literal["threads"] = "threads"
+    kind: Literal["threads", "processes"] = "threads"
+    """Where steps run: threads of this process, or worker processes forked from it."""
     max_workers: int = Field(default=4, ge=1, le=256)
     max_concurrent_runs: int = Field(default=1, ge=1, le=64)
     """How many runs `sluice scheduler` lets run at once (ticks of different schedules)."""

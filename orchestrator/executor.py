@@ -2,15 +2,31 @@
 
 The pool is a small interface (`Executor`): anything that can run a `StepSpec` (plain data) and
 return a future of its `StepOutcome` plugs in. A failed step blocks only its own downstream;
-the rest of the plan goes on.
+the rest of the plan goes on. A step is handed to the pool only when a worker is free for it,
+so a step recorded as running is running, and a worker that dies takes down only the steps it
+was running.
+
+`[executor] kind` picks the pool: `threads` (the default: one process; DuckDB and Arrow release
+the GIL, the Python around them does not) or `processes` (worker processes forked from this one,
+which already holds the loaded project; Python code of two steps runs truly in parallel, at
+the cost of a fork per worker and a catalog connection each).
 """
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import UTC, datetime
+from typing import Literal, Protocol
 
 from orchestrator.planner import Plan, PlannedStep
 from orchestrator.published import node_key
@@ -19,6 +35,11 @@ from orchestrator.runner import StepOutcome, StepSpec, run_step
 
 class Executor(Protocol):
     """Runs steps somewhere and hands back futures."""
+
+    @property
+    def capacity(self) -> int:
+        """How many steps it runs at once."""
+        ...
 
     def submit(self, spec: StepSpec) -> Future[StepOutcome]: ...
 
@@ -33,12 +54,95 @@ class ThreadExecutor:
     ) -> None:
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="sluice-step")
         self._step = step
+        self.capacity = max_workers
 
     def submit(self, spec: StepSpec) -> Future[StepOutcome]:
         return self._pool.submit(self._step, spec)
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class ProcessExecutor:
+    """Steps in worker processes forked from this one (Linux and macOS: needs `fork`).
+
+    Workers inherit the loaded project and open their own catalog and DuckDB connections.
+    Each worker is a pool of its own, so a worker that dies (killed, out of memory, crashed)
+    fails only the step it was running (its branch never reached `main`; the asset's retry
+    policy does not apply, as it runs inside the worker); the next step on that slot gets a
+    fresh worker.
+    """
+
+    def __init__(
+        self, max_workers: int, step: Callable[[StepSpec], StepOutcome] = run_step
+    ) -> None:
+        self.capacity = max_workers
+        self._step = step
+        self._workers: list[ProcessPoolExecutor | None] = [None] * max_workers
+        self._running: list[Future[StepOutcome] | None] = [None] * max_workers
+
+    def _worker(self, slot: int) -> ProcessPoolExecutor:
+        worker = self._workers[slot]
+        if worker is None:
+            worker = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+            self._workers[slot] = worker
+        return worker
+
+    def _retire(self, slot: int) -> None:
+        worker, self._workers[slot] = self._workers[slot], None
+        if worker is not None:
+            worker.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, spec: StepSpec) -> Future[StepOutcome]:
+        free = [i for i, f in enumerate(self._running) if f is None or f.done()]
+        if not free:
+            raise RuntimeError(f"all {self.capacity} workers are busy")
+        slot = free[0]
+        try:
+            inner = self._worker(slot).submit(self._step, spec)
+        except BrokenProcessPool:
+            self._retire(slot)
+            inner = self._worker(slot).submit(self._step, spec)
+        self._running[slot] = inner
+        outer: Future[StepOutcome] = Future()
+        outer.set_running_or_notify_cancel()
+        started = datetime.now(UTC)
+        inner.add_done_callback(lambda done: _relay(spec, started, done, outer))
+        return outer
+
+    def shutdown(self) -> None:
+        for slot in range(self.capacity):
+            self._retire(slot)
+
+
+def _relay(
+    spec: StepSpec, started: datetime, inner: Future[StepOutcome], outer: Future[StepOutcome]
+) -> None:
+    exc = inner.exception()
+    if isinstance(exc, BrokenProcessPool):
+        died = f"the worker process running {spec.asset} died (killed, out of memory, crashed)"
+        outer.set_result(
+            StepOutcome(
+                asset=spec.asset,
+                status="failed",
+                started_at=started,
+                finished_at=datetime.now(UTC),
+                attempts=1,
+                branch=spec.branch,
+                error=died,
+            )
+        )
+    elif exc is not None:
+        outer.set_exception(exc)
+    else:
+        outer.set_result(inner.result())
+
+
+def make_executor(kind: Literal["threads", "processes"], max_workers: int) -> Executor:
+    """The pool `[executor] kind` names."""
+    if kind == "processes":
+        return ProcessExecutor(max_workers)
+    return ThreadExecutor(max_workers)
 
 
 @dataclass(frozen=True)
@@ -123,7 +227,7 @@ def execute(
 
     try:
         while True:
-            for step in ready():
+            for step in ready()[: max(0, executor.capacity - len(running))]:
                 inputs = dict(step.pinned)
                 inputs.update({u: published[u] for u in step.upstream if u in published})
                 spec = make_spec(step, inputs)

@@ -152,7 +152,7 @@ def run_plan(
 ) -> RunSummary:
     """Execute `plan` as one recorded run (`max_workers` overrides the configured pool)."""
     from orchestrator import alerts
-    from orchestrator.executor import ThreadExecutor, execute
+    from orchestrator.executor import execute, make_executor
     from orchestrator.runner import StepSpec, branch_name, remember
     from orchestrator.state import StepRecord
 
@@ -197,7 +197,10 @@ def run_plan(
     try:
         results = execute(
             plan,
-            ThreadExecutor(max_workers or project.config.executor.max_workers),
+            make_executor(
+                project.config.executor.kind,
+                max_workers or project.config.executor.max_workers,
+            ),
             make_spec,
             on_start=on_start,
             on_done=on_done,

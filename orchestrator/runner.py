@@ -8,6 +8,7 @@ text; they never escape as exceptions: the outcome says what happened.
 from __future__ import annotations
 
 import inspect
+import os
 import random
 import re
 import threading
@@ -99,15 +100,31 @@ def remember(project: Project, lh: Lakehouse) -> None:
         _lakehouses[str(project.root)] = lh
 
 
+_inherited: list[dict[str, Lakehouse]] = []
+
+
+def _after_fork() -> None:
+    """A forked worker keeps the loaded projects but opens its own catalog connections: it
+    must not use (nor close) the parent's, which stay referenced, unused."""
+    global _cache_lock, _lakehouses
+    _cache_lock = threading.Lock()
+    _inherited.append(_lakehouses)
+    _lakehouses = {}
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
 def _resolve(root: str) -> tuple[Project, Lakehouse]:
     with _cache_lock:
         if root not in _projects:
-            project = load_project(Path(root))
-            _projects[root] = project
+            _projects[root] = load_project(Path(root))
+        project = _projects[root]
+        if root not in _lakehouses:
             _lakehouses[root] = Lakehouse(
                 open_catalog(project.config.catalog), TableLocks(project.config.lock_dir)
             )
-        return _projects[root], _lakehouses[root]
+        return project, _lakehouses[root]
 
 
 def branch_name(run_id: str, key: AssetKey, partition: str | None = None) -> str:

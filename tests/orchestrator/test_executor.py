@@ -79,6 +79,8 @@ class FakeSteps:
 class InlineExecutor:
     """Runs each step at submit time, on the calling thread: deterministic and fast."""
 
+    capacity = 1
+
     def __init__(self, fn: Callable[[StepSpec], StepOutcome]) -> None:
         self.fn = fn
         self.shut = False
