@@ -8,6 +8,7 @@ as NULL, as Iceberg requires.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import threading
@@ -139,6 +140,7 @@ def _local(path: str) -> str:
     return path.removeprefix("file://")
 
 
+@functools.lru_cache(maxsize=4096)
 def quote(*parts: str) -> str:
     """A safely quoted, possibly qualified, DuckDB identifier."""
     return ".".join(exp.to_identifier(p, quoted=True).sql(dialect="duckdb") for p in parts)
@@ -230,20 +232,33 @@ def create_view(
 ) -> None:
     """Create (or replace) view `view` (optionally schema-qualified) over one snapshot, or
     over its rows in `window`."""
-    if len(view) == 2:
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(view[0])}")
-    select = snapshot_select(con, table, snapshot_id, window)
-    con.execute(f"CREATE OR REPLACE VIEW {quote(*view)} AS {select}")
+    create_views(con, [(view, snapshot_select(con, table, snapshot_id, window))])
+
+
+def create_views(
+    con: duckdb.DuckDBPyConnection,
+    views: Sequence[tuple[tuple[str, ...], str]],
+    aliases: Sequence[tuple[tuple[str, ...], tuple[str, ...]]] = (),
+) -> None:
+    """Create (or replace) each view `(name, select)`, then each alias `(name, target)` as
+    another name of an existing view (names optionally schema-qualified; a second name for
+    one snapshot costs no second listing). Each schema is created once."""
+    schemas = {name[0] for name, _ in (*views, *aliases) if len(name) == 2}
+    for schema in sorted(schemas):
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+    for name, select in views:
+        con.execute(f"CREATE OR REPLACE VIEW {quote(*name)} AS {select}")
+    if not aliases:
+        return
+    # Fully qualified: inside a view of schema `s`, a bare name would resolve to `s.<name>`.
+    [(database, schema)] = con.execute("SELECT current_database(), current_schema()").fetchall()
+    for name, target in aliases:
+        source = quote(str(database), *((str(schema),) if len(target) == 1 else ()), *target)
+        con.execute(f"CREATE OR REPLACE VIEW {quote(*name)} AS SELECT * FROM {source}")
 
 
 def create_alias_view(
     con: duckdb.DuckDBPyConnection, view: tuple[str, ...], target: tuple[str, ...]
 ) -> None:
-    """Create (or replace) view `view` as another name of the existing view `target`
-    (optionally schema-qualified): a second name for one snapshot costs no second listing."""
-    if len(view) == 2:
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(view[0])}")
-    # Fully qualified: inside a view of schema `s`, a bare name would resolve to `s.<name>`.
-    [(database, schema)] = con.execute("SELECT current_database(), current_schema()").fetchall()
-    source = quote(str(database), *((str(schema),) if len(target) == 1 else ()), *target)
-    con.execute(f"CREATE OR REPLACE VIEW {quote(*view)} AS SELECT * FROM {source}")
+    """Create (or replace) view `view` as another name of the existing view `target`."""
+    create_views(con, [], [(view, target)])

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
@@ -34,15 +34,40 @@ class Partition:
     end: Any
 
 
-@dataclass
 class AssetContext:
-    """The `ctx` argument: which asset, run and partition, a logger, and `sql()`."""
+    """The `ctx` argument: which asset, run and partition, a logger, `con` and `sql()`.
 
-    asset: AssetKey
-    run_id: str
-    con: duckdb.DuckDBPyConnection = field(repr=False)
-    partition: Partition | None = None
-    log: logging.Logger = field(default_factory=lambda: logging.getLogger("sluice.asset"))
+    The upstream views are created on `con` the first time `con` or `sql()` is used (`prepare`),
+    so an asset that only uses the relations it was passed never pays for them.
+    """
+
+    def __init__(
+        self,
+        asset: AssetKey,
+        run_id: str,
+        con: duckdb.DuckDBPyConnection,
+        partition: Partition | None = None,
+        log: logging.Logger | None = None,
+        prepare: Callable[[], None] | None = None,
+    ) -> None:
+        self.asset = asset
+        self.run_id = run_id
+        self.partition = partition
+        self.log = log or logging.getLogger("sluice.asset")
+        self._con = con
+        self._prepare = prepare
+
+    def __repr__(self) -> str:
+        where = f"asset={self.asset!r}, run_id={self.run_id!r}, partition={self.partition!r}"
+        return f"AssetContext({where})"
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """This step's DuckDB connection, with every pinned upstream as a view."""
+        if self._prepare is not None:
+            prepare, self._prepare = self._prepare, None
+            prepare()
+        return self._con
 
     def sql(self, query: str, params: Mapping[str, Any] | list[Any] | None = None) -> Any:
         """Run DuckDB SQL over this run's pinned upstreams; returns a lazy relation.

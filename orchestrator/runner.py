@@ -35,7 +35,7 @@ from lakehouse.errors import (
 )
 from lakehouse.locks import TableLocks
 from lakehouse.provenance import Provenance
-from lakehouse.reads import create_alias_view, create_view, quote, table_with_snapshots
+from lakehouse.reads import create_views, snapshot_select, table_with_snapshots
 from lakehouse.tables import load_table, split_identifier
 from lakehouse.wap import write_audit_publish
 from lakehouse.windows import RowWindow
@@ -139,15 +139,28 @@ def window_of(partitions: TimePartitions, keys: Sequence[str], label: str) -> Ro
     return RowWindow(partitions.column, start, end, label, partitions.granularity)
 
 
+@dataclass(frozen=True)
+class _Inputs:
+    """The pinned upstreams of one step: a select per upstream, and the view names (full, and
+    short when unambiguous) they get when the step asks for views."""
+
+    selects: dict[str, str]
+    views: list[tuple[tuple[str, ...], str]]
+    aliases: list[tuple[tuple[str, ...], tuple[str, ...]]]
+
+    def create_views(self, con: duckdb.DuckDBPyConnection) -> None:
+        create_views(con, self.views, self.aliases)
+
+
 def _open_inputs(
     project: Project, lh: Lakehouse, con: duckdb.DuckDBPyConnection, spec: StepSpec
-) -> None:
-    """Create a view per upstream, by full and (when unambiguous) by short name: the whole
-    upstream at its pinned snapshot, or just the partitions this partition reads."""
+) -> _Inputs:
+    """Each upstream at its pinned snapshot, or just the partitions this partition reads."""
     key = AssetKey.parse(spec.asset)
     asset = project.graph.assets[key]
     upstreams = project.graph.upstream(key)
     short_names = [u.name for u in upstreams]
+    inputs = _Inputs({}, [], [])
     for upstream in upstreams:
         ident = str(upstream)
         theirs = project.graph.assets[upstream].partitions
@@ -163,10 +176,13 @@ def _open_inputs(
         else:
             snapshot_id = spec.inputs[ident]
             table = _pinned_table(lh, ident, [snapshot_id])
-        layer, name = split_identifier(ident)
-        create_view(con, (layer, name), table, snapshot_id, window)
+        name = split_identifier(ident)
+        select = snapshot_select(con, table, snapshot_id, window)
+        inputs.selects[ident] = select
+        inputs.views.append((name, select))
         if short_names.count(upstream.name) == 1:
-            create_alias_view(con, (upstream.name,), (layer, name))
+            inputs.aliases.append(((upstream.name,), name))
+    return inputs
 
 
 def _pinned_table(lh: Lakehouse, identifier: str, snapshot_ids: list[int]) -> Table:
@@ -198,16 +214,20 @@ def _sql_params(sql: str, partition: Partition | None) -> dict[str, Any]:
     return {name: value for name, value in values.items() if name in used}
 
 
-def _compute(asset: Asset, graph_inputs: dict[str, AssetKey], ctx: AssetContext) -> Any:
+def _compute(
+    asset: Asset,
+    graph_inputs: dict[str, AssetKey],
+    ctx: AssetContext,
+    con: duckdb.DuckDBPyConnection,
+    inputs: _Inputs,
+) -> Any:
     if asset.kind == "sql":
         assert asset.sql is not None
         params = _sql_params(asset.sql, ctx.partition)
         return ctx.con.sql(asset.sql, params=params) if params else ctx.con.sql(asset.sql)
     assert asset.fn is not None
-    kwargs = {
-        param: ctx.con.sql(f"SELECT * FROM {quote(key.layer, key.name)}")
-        for param, key in graph_inputs.items()
-    }
+    # Relations straight over the pinned files: the views wait until the asset asks for them.
+    kwargs = {param: con.sql(inputs.selects[str(key)]) for param, key in graph_inputs.items()}
     args = [ctx] if _takes_context(asset) else []
     return asset.fn(*args, **kwargs)
 
@@ -236,7 +256,7 @@ def _attempt(project: Project, lh: Lakehouse, spec: StepSpec) -> StepOutcome:
         # times of the partition's timezone, and compare right with a timestamptz column only
         # in that session TimeZone (UTC for unpartitioned assets).
         duck.set_timezone(con, asset.partitions.timezone if asset.partitions else "UTC")
-        _open_inputs(project, lh, con, spec)
+        inputs = _open_inputs(project, lh, con, spec)
         window = None
         partition = None
         ranged: list[RowWindow] = []
@@ -245,9 +265,15 @@ def _attempt(project: Project, lh: Lakehouse, spec: StepSpec) -> StepOutcome:
             partition = Partition(spec.partition, window.start, window.end)
             if len(spec.partitions) > 1:  # a ranged write: its checks run per partition
                 ranged = [window_of(asset.partitions, [p], p) for p in spec.partitions]
-        ctx = AssetContext(asset=key, run_id=spec.run_id, con=con, partition=partition)
+        ctx = AssetContext(
+            asset=key,
+            run_id=spec.run_id,
+            con=con,
+            partition=partition,
+            prepare=lambda: inputs.create_views(con),
+        )
         try:
-            value = _compute(asset, project.graph.inputs(key), ctx)
+            value = _compute(asset, project.graph.inputs(key), ctx, con, inputs)
             reader = to_reader(value, key)
         except SluiceError as exc:
             if exc.file is None:

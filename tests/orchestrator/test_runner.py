@@ -8,6 +8,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 from conftest import ProjectDir, snapshots
 
+from lakehouse.catalog import open_catalog
+from orchestrator.config import load_config
 from orchestrator.runner import StepSpec, run_step
 
 RAW = """
@@ -78,3 +80,49 @@ def test_exhausted_retries_report_the_last_error_without_raising(project: Projec
     assert "asset bronze.broken raised ConnectionError" in outcome.error
     assert "always down" in outcome.error
     assert "bronze.broken" not in snapshots(project.root)
+
+
+READERS = """
+    import pyarrow as pa
+
+    from orchestrator import asset
+
+
+    @asset(layer="bronze")
+    def up(ctx):
+        return pa.table({"id": [1, 2, 3]})
+
+
+    @asset(layer="silver")
+    def by_relation(ctx, up):
+        return up.filter("id > 1")
+
+
+    @asset(layer="silver")
+    def by_sql(ctx, up):
+        full = ctx.sql("SELECT id FROM bronze.up WHERE id > 1")
+        short = ctx.sql("SELECT count(*) FROM up").fetchall()[0][0]
+        return full.project(f"id, {short} AS n")
+
+
+    @asset(layer="silver")
+    def by_connection(ctx, up):
+        [(total,)] = ctx.con.execute("SELECT sum(id) FROM up").fetchall()
+        return pa.table({"total": [total]})
+"""
+
+
+def test_an_asset_reads_its_upstream_as_a_relation_by_name_and_on_the_connection(
+    project: ProjectDir,
+) -> None:
+    project.write({"assets/readers.py": READERS})
+    result = project.sluice("materialize")
+    assert result.code == 0, result.out
+    catalog = open_catalog(load_config(project.root).catalog)
+
+    def rows(identifier: str) -> list[dict[str, object]]:
+        return sorted(catalog.load_table(identifier).scan().to_arrow().to_pylist(), key=str)
+
+    assert rows("silver.by_relation") == [{"id": 2}, {"id": 3}]
+    assert rows("silver.by_sql") == [{"id": 2, "n": 3}, {"id": 3, "n": 3}]
+    assert rows("silver.by_connection") == [{"total": 6}]
