@@ -145,8 +145,9 @@ def retrying_commit(
     With `recent` (a table object the caller just committed through), the first try uses it
     instead of reloading. That is safe because every commit carries its requirements (for a
     publish: `main` is still where `recent` saw it), which the catalog checks against the
-    current metadata; if `recent` was stale in a way that matters, the commit fails and the
-    step is retried at once on a fresh load.
+    current metadata; if `recent` was stale in a way that matters, the commit fails (or its
+    updates do not apply to the current metadata) and the step is retried at once on a fresh
+    load.
     """
     delay = 0.05
     attempt = 0
@@ -161,8 +162,10 @@ def retrying_commit(
                 if not stale_ok and attempt + 1 >= COMMIT_ATTEMPTS:
                     raise
             except ValueError as exc:  # a stale sequence number: another commit won the race
-                if "sequence number" not in str(exc) or (
-                    not stale_ok and attempt + 1 >= COMMIT_ATTEMPTS
+                # With a reused table, any error applying the updates may be staleness (the
+                # catalog re-applies them to its current metadata): retried once on a fresh load.
+                if not stale_ok and (
+                    "sequence number" not in str(exc) or attempt + 1 >= COMMIT_ATTEMPTS
                 ):
                     raise
         if stale_ok:
@@ -212,9 +215,12 @@ def write_branch_table(
     properties: dict[str, str],
     replace: bool = True,
     row_filter: BooleanExpression | None = None,
+    recent: Table | None = None,
 ) -> tuple[int, Table]:
     """`write_branch`, also returning the table as it was right after the commit (its
-    metadata holds the branch head), for a caller that reads the branch next."""
+    metadata holds the branch head), for a caller that reads the branch next. `recent`, when
+    given, is a table object loaded since `base_snapshot_id` became main's head (spares a
+    reload: a stale one fails the commit, which is retried on a fresh load)."""
 
     _require_audit_branch(identifier, branch)
     wanted = set(paths)
@@ -264,7 +270,7 @@ def write_branch_table(
             raise BranchError(f"branch {branch!r} of {identifier} vanished after its write")
         return head, committed
 
-    return retrying_commit(lh, identifier, step)
+    return retrying_commit(lh, identifier, step, recent=recent)
 
 
 def publish(

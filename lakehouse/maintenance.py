@@ -230,6 +230,7 @@ def expire_snapshots(
     batches: int | None = 1,
     min_batch: int = 1,
     dry_run: bool = False,
+    table: Table | None = None,
 ) -> ExpiryResult:
     """Expire what `plan_expiry` allows, at most `max_batch` snapshots per catalog commit.
 
@@ -237,11 +238,12 @@ def expire_snapshots(
     loaded metadata under the table lock and asserting that no ref moved. Does nothing unless
     at least `min_batch` snapshots are expirable (automatic maintenance uses this to commit
     only every few publishes). Cheap when there is nothing to do: one metadata load, no lock.
-    With `dry_run`, only reports what the first batches would remove.
+    With `dry_run`, only reports what the first batches would remove. `table`, when given, is
+    the table freshly loaded (only to decide whether anything is due: commits reload it).
     """
     if max_batch < 1:
         raise MaintenanceError(f"max_batch must be at least 1, got {max_batch}")
-    table = lh.table(identifier)
+    table = table if table is not None else lh.table(identifier)
     before = len(table.metadata.snapshots)
     plan = plan_expiry(table, keep_last)  # without the lock: only a commit needs it
     if len(plan.expirable) < max(min_batch, 1):
@@ -276,11 +278,12 @@ def expire_snapshots(
     return ExpiryResult(identifier, before, tuple(expired), after, left)
 
 
-def ensure_manifest_merge(lh: Lakehouse, identifier: str) -> bool:
+def ensure_manifest_merge(lh: Lakehouse, identifier: str, table: Table | None = None) -> bool:
     """Give the table `MANIFEST_PROPERTIES` it lacks (never overriding a value a user set);
     True if it changed anything. pyiceberg honours them for appends and `add_files`, the
-    commits that add manifests; deletes rewrite only the manifests they touch."""
-    table = lh.table(identifier)
+    commits that add manifests; deletes rewrite only the manifests they touch. `table`, when
+    given, is the table freshly loaded (the commit, if any, reloads it)."""
+    table = table if table is not None else lh.table(identifier)
     if all(key in table.metadata.properties for key in MANIFEST_PROPERTIES):
         return False
 

@@ -179,10 +179,9 @@ def ensure_table(
     gets `MANIFEST_PROPERTIES`. With `partitioning`, the table's spec gets that transform of
     `partition_column` (replacing a partition is then a metadata operation on whole files).
     """
-    namespace, _ = split_identifier(identifier)
-    ensure_namespace(catalog, namespace)
     table = load_table(catalog, identifier)
     if table is None:
+        ensure_namespace(catalog, split_identifier(identifier)[0])
         try:
             table = catalog.create_table(identifier, schema=schema, properties=MANIFEST_PROPERTIES)
         except TableAlreadyExistsError:

@@ -93,6 +93,7 @@ def after_publish(lh: Lakehouse, identifier: str, settings: MaintenanceConfig) -
     if not settings.enabled:
         return MaintenanceResult(identifier, skipped="maintenance is disabled")
     try:
+        table = lh.table(identifier)
         expiry = expire_snapshots(
             lh,
             identifier,
@@ -100,8 +101,9 @@ def after_publish(lh: Lakehouse, identifier: str, settings: MaintenanceConfig) -
             max_batch=settings.max_expire_per_publish,
             batches=1,
             min_batch=max(1, settings.max_expire_per_publish // 2),
+            table=table,
         )
-        merged = ensure_manifest_merge(lh, identifier)
+        merged = ensure_manifest_merge(lh, identifier, table if not expiry.expired else None)
     except Exception as exc:  # maintenance must never fail the publish it follows
         log.warning("maintenance of %s after its publish failed: %s", identifier, exc)
         return MaintenanceResult(identifier, error=f"{type(exc).__name__}: {exc}")

@@ -332,7 +332,8 @@ def run_step(spec: StepSpec) -> StepOutcome:
     definition_error = False
     for attempt in range(1, retry.attempts + 1):
         try:
-            _discard_branch(lh, spec)
+            if attempt > 1:
+                _discard_branch(lh, spec)
             outcome = run_with_timeout(
                 lambda fenced: _attempt(project, fenced, spec),
                 lh,
@@ -375,7 +376,8 @@ def effective_retry(asset: Asset, project: Project) -> Retry:
 
 
 def _discard_branch(lh: Lakehouse, spec: StepSpec) -> None:
-    """A retry rewrites its branch from scratch: drop what an earlier attempt left."""
+    """A retry rewrites its branch from scratch: drop what an earlier attempt left (a first
+    attempt has nothing to drop: branch names are unique per run, asset and partition)."""
     table = load_table(lh.catalog, spec.asset)
     if table is not None and branch_snapshot_id(table, spec.branch) is not None:
         remove_branch(lh, spec.asset, spec.branch)
