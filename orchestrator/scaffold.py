@@ -20,7 +20,7 @@ warehouse = "file://catalog/warehouse"
 url = "sqlite:///catalog/sluice.db"
 
 [executor]
-kind = "threads"
+kind = "threads"  # or "processes": each step in a worker process forked from sluice
 max_workers = 4
 """,
     ".gitignore": "catalog/\n__pycache__/\n",
