@@ -6,7 +6,9 @@ Arrow table (10 rows) and counts the rows of its inputs.
 
 - Sluice: `load_project` + `materialize_selection(["*"], force=True)` with `max_workers=2`;
   every asset is a full WAP cycle (branch, write, one `not_null` audit, publish). The tables
-  exist already (an untimed first run created them), as on any day after the first.
+  exist already (an untimed first run created them), as on any day after the first. Measured
+  with each executor kind (option `kinds`, default both): `threads` (the default: Python code
+  of two steps takes turns on the GIL) and `processes` (two forked worker processes).
 - Dagster: import the same graph as Dagster assets + `dagster.materialize(...)` in process,
   default IO manager (pickles on the local filesystem), no Iceberg at all.
 
@@ -16,6 +18,7 @@ importing the asset definitions is.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,11 +99,14 @@ def build(workdir: Path, layers: int, width: int) -> tuple[Path, Path, int]:
 # ---- measured sides (run in `bench.worker`) ----------------------------------------------
 
 
-def sluice_side(root: str, force: bool, expected_assets: int, width: int) -> dict[str, Any]:
+def sluice_side(
+    root: str, force: bool, expected_assets: int, width: int, kind: str = "threads"
+) -> dict[str, Any]:
     import orchestrator.loader  # noqa: F401  (imports are not timed)
     import orchestrator.materialize  # noqa: F401
-    from bench.projects import main_count, materialize
+    from bench.projects import main_count, materialize, write_executor
 
+    write_executor(Path(root), kind)
     result = materialize(root, ["*"], force=force)
     if result["steps"] != expected_assets:
         raise BenchFailure(f"{result['steps']} steps published, expected {expected_assets}")
@@ -136,9 +142,17 @@ def run(settings: Settings, report: Report, console: Any) -> None:
     layers = settings.option("layers", 3 if settings.quick else 10)
     width = settings.option("width", 10)
     repeat = settings.repeats(3 if settings.quick else 5)
+    kinds = str(settings.option("kinds", "threads,processes")).split(",")
     sluice_root, dagster_dir, count = build(settings.workdir, layers, width)
     report.params.update(
-        {"assets": count, "layers": layers, "width": width, "repeat": repeat, "max_workers": 2}
+        {
+            "assets": count,
+            "layers": layers,
+            "width": width,
+            "repeat": repeat,
+            "max_workers": 2,
+            "kinds": kinds,
+        }
     )
     console.print(f"{count} assets; first (untimed) Sluice run creates the tables ...")
     run_worker(
@@ -151,14 +165,24 @@ def run(settings: Settings, report: Report, console: Any) -> None:
         cwd=dagster_dir,
     )
 
-    def sluice(_: int) -> None:
-        r = run_worker(
-            "overhead:sluice_side",
-            {"root": str(sluice_root), "force": True, "expected_assets": count, "width": width},
-        )
-        report.add_run("sluice", r["seconds"], cpu_s=r["cpu_s"], rss_bytes=r["maxrss_bytes"])
-        report.add("sluice", "per_asset_s", r["seconds"] / count)
-        console.print(f"  sluice  {r['seconds']:.2f} s")
+    def sluice(kind: str) -> Callable[[int], None]:
+        def side(_: int) -> None:
+            r = run_worker(
+                "overhead:sluice_side",
+                {
+                    "root": str(sluice_root),
+                    "force": True,
+                    "expected_assets": count,
+                    "width": width,
+                    "kind": kind,
+                },
+            )
+            label = f"sluice {kind}"
+            report.add_run(label, r["seconds"], cpu_s=r["cpu_s"], rss_bytes=r["maxrss_bytes"])
+            report.add(label, "per_asset_s", r["seconds"] / count)
+            console.print(f"  {label}  {r['seconds']:.2f} s")
+
+        return side
 
     def dagster(_: int) -> None:
         r = run_worker(
@@ -170,13 +194,16 @@ def run(settings: Settings, report: Report, console: Any) -> None:
         report.add("dagster", "per_asset_s", r["seconds"] / count)
         console.print(f"  dagster {r['seconds']:.2f} s")
 
-    alternate(repeat, {"sluice": sluice, "dagster": dagster})
-    report.ratio("time sluice/dagster", ("sluice", "time_s"), ("dagster", "time_s"), target=1.0)
-    report.ratio(
-        "time sluice/dagster (stretch)", ("sluice", "time_s"), ("dagster", "time_s"), target=0.5
-    )
-    report.ratio("cpu sluice/dagster", ("sluice", "cpu_s"), ("dagster", "cpu_s"))
+    sides = {f"sluice {kind}": sluice(kind) for kind in kinds}
+    alternate(repeat, {**sides, "dagster": dagster})
+    for label in sides:
+        report.ratio(f"time {label}/dagster", (label, "time_s"), ("dagster", "time_s"), target=1.0)
+        report.ratio(
+            f"time {label}/dagster (stretch)", (label, "time_s"), ("dagster", "time_s"), target=0.5
+        )
+        report.ratio(f"cpu {label}/dagster", (label, "cpu_s"), ("dagster", "cpu_s"))
     report.note(
-        "Sluice: every asset is a WAP cycle with one not_null audit, 2 worker threads; "
-        "Dagster: in-process executor (one at a time), fs IO manager, no checks."
+        "Sluice: every asset is a WAP cycle with one not_null audit, 2 workers (threads of one "
+        "process, or forked processes; cpu includes the workers); Dagster: in-process executor "
+        "(one at a time), fs IO manager, no checks."
     )
