@@ -7,6 +7,8 @@ Exit codes: 0 everything published (or nothing to do), 1 something failed or was
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +20,70 @@ if TYPE_CHECKING:
     from orchestrator.loader import Project
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+PLAIN_WIDTH = 240
+"""Width of the console when it is not a terminal (output to a file or a pipe)."""
+
+
+class Output:
+    """Where a command prints: a rich `Console`, made on first use.
+
+    Importing rich is a sizeable share of a `sluice plan` that finds nothing to do, which
+    prints one unstyled line: `line` prints such lines without rich, byte for byte as the
+    console would.
+    """
+
+    def __init__(self) -> None:
+        self._console: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            console = Console(highlight=False)
+            if not console.is_terminal:
+                console = Console(highlight=False, width=PLAIN_WIDTH)
+            self._console = console
+        return self._console
+
+    def line(self, text: str) -> None:
+        """`console.print(text)`: rich is imported only if it could print something else."""
+        if self._console is None and _prints_as_is(text):
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+        else:
+            self.console.print(text)
+
+
+_EMOJI_CODE = re.compile(r":\S*:")
+
+
+def _prints_as_is(text: str) -> bool:
+    """Whether the console prints `text` as it is, plus a newline: one line of printable ASCII
+    (one cell per character) without markup (`[`) or emoji codes (`:name:`), and narrower than
+    any width the console could take (see `_narrowest_width`), so that it is never wrapped."""
+    return (
+        text.isascii()
+        and text.isprintable()
+        and "[" not in text
+        and _EMOJI_CODE.search(text) is None
+        and len(text) < _narrowest_width()
+    )
+
+
+def _narrowest_width() -> int:
+    """At most the console's width: rich takes `$COLUMNS` or the size of a standard stream's
+    terminal, else 80 (`PLAIN_WIDTH` when not a terminal); 0 counts as unknown."""
+    widths = [80]
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit():
+        widths.append(int(columns))
+    for fd in (0, 1, 2):
+        try:
+            widths.append(os.get_terminal_size(fd).columns)
+        except (OSError, ValueError):
+            continue
+    return min(width for width in widths if width > 0)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -117,21 +183,18 @@ def _partitions(args: argparse.Namespace) -> Any:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `sluice` console script."""
     args = _parser().parse_args(argv)
-    from rich.console import Console
-    from rich.markup import escape
-
     from lakehouse.errors import SluiceError
 
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console = Console(highlight=False, width=240)
+    out = Output()
     try:
-        return int(_dispatch(args, console))
+        return int(_dispatch(args, out))
     except SluiceError as exc:
-        console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
+        from rich.markup import escape
+
+        out.console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
         return _exit_code(exc)
     except KeyboardInterrupt:
-        console.print("interrupted")
+        out.line("interrupted")
         return EXIT_FAILED
 
 
@@ -144,20 +207,22 @@ def _exit_code(exc: Exception) -> int:
     return EXIT_USAGE if isinstance(exc, usage) else EXIT_FAILED
 
 
-def _dispatch(args: argparse.Namespace, console: Console) -> int:
+def _dispatch(args: argparse.Namespace, out: Output) -> int:
     if args.command == "init":
         from orchestrator.scaffold import init_project
 
         written = init_project(args.dir)
-        console.print(
+        out.console.print(
             f"created {len(written)} files in {args.dir}; next: cd {args.dir} && sluice materialize"
         )
         return EXIT_OK
     from orchestrator.loader import load_project
 
     project = load_project(args.project)
+    if args.command == "plan":
+        return _cmd_plan(project, args, out)
     handler = globals()[f"_cmd_{args.command}"]
-    return int(handler(project, args, console))
+    return int(handler(project, args, out.console))
 
 
 def _lakehouse(project: Project) -> Any:
@@ -172,13 +237,14 @@ def _store(project: Project) -> Any:
     return StateStore(project.config.state_url)
 
 
-def _cmd_plan(project: Project, args: argparse.Namespace, console: Console) -> int:
+def _cmd_plan(project: Project, args: argparse.Namespace, out: Output) -> int:
+    """Prints through `out.line`: a plan without styled lines needs no rich."""
     from orchestrator.materialize import make_plan
     from orchestrator.plan_report import print_plan
 
     # No lakehouse handed over: it is opened only if a table changed since the last plan.
     plan = make_plan(project, None, args.select, force=args.force, partitions=_partitions(args))
-    print_plan(console, plan)
+    print_plan(out.line, plan)
     return EXIT_OK
 
 

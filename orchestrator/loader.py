@@ -5,10 +5,11 @@ The project root goes first on `sys.path`, so asset modules import each other as
 project's `assets` modules. An exception raised while importing user code becomes a
 `DefinitionError` naming the file and line, never a bare traceback.
 
-Loading stays cheap for large projects: Python code versions are remembered per source file
-content in `catalog/cache/` (see `orchestrator.code_versions`), SQL assets per query text (see
-`orchestrator.sql_assets`), and modules a project does not use (schedules, SQL parsing) are
-not imported.
+Loading stays cheap for large projects and for every `sluice plan`: Python code versions are
+remembered per source file content in `catalog/cache/` (see `orchestrator.code_versions`), and
+what parsing SQL yields (SQL assets, SQL checks) per SQL text (see `orchestrator.sql_assets`),
+so sqlglot is needed only for SQL not seen before; modules a project does not use (schedules)
+are not imported.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from orchestrator.code_versions import remembered_versions
 from orchestrator.config import CATALOG_DIR, ProjectConfig, load_config
 from orchestrator.errors import DefinitionError
 from orchestrator.graph import AssetGraph, build_graph
+from orchestrator.sql_assets import discover_sql_assets, remembered_sql
 
 if TYPE_CHECKING:
     from orchestrator.schedules import Schedule
@@ -37,6 +39,7 @@ PACKAGE = "assets"
 CACHE_DIR = "cache"
 """Folder of `catalog/` holding caches that only save time: deleting it is always safe."""
 SCHEDULES_MODULE = "orchestrator.schedules"
+SQL_CACHE = "sql-assets.json"
 
 
 def cache_dir(root: Path) -> Path:
@@ -158,9 +161,11 @@ def load_project(root: Path) -> Project:
             f"no {ASSETS_DIR}/ folder in {root}: run `sluice init` or pass --project DIR"
         )
     schedules: list[Schedule] = []
-    with remembered_versions(cache_dir(root) / "code-versions.json"):
-        assets = discover_python_assets(root, schedules)
-    assets += _sql_assets(root)
+    cache = cache_dir(root)
+    with remembered_sql(cache / SQL_CACHE):
+        with remembered_versions(cache / "code-versions.json"):
+            assets = discover_python_assets(root, schedules)
+        assets += _sql_assets(root)
     graph = build_graph(assets)
     if schedules:
         from orchestrator.schedules import validate_schedules
@@ -172,10 +177,8 @@ def load_project(root: Path) -> Project:
 
 
 def _sql_assets(root: Path) -> list[Asset]:
-    """Every SQL asset; the SQL machinery (sqlglot) is imported only if there is one."""
+    """Every SQL asset, with what parsing their SQL yields remembered by `remembered_sql`."""
     assets_dir = root / ASSETS_DIR
     if not any(True for _ in assets_dir.rglob("*.sql")):
         return []
-    from orchestrator.sql_assets import discover_sql_assets
-
-    return discover_sql_assets(assets_dir, cache=cache_dir(root) / "sql-assets.json")
+    return discover_sql_assets(assets_dir)

@@ -3,23 +3,25 @@ that planning never imports the execution machinery (pyiceberg, SQLAlchemy, Duck
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from orchestrator.planner import Plan
 
 
-def print_plan(console: Console, plan: Plan) -> None:
-    """Stale assets in run order with their explanations, or `nothing to do`."""
+def print_plan(line: Callable[[str], None], plan: Plan) -> None:
+    """Stale assets in run order with their explanations, or `nothing to do`.
+
+    Each line goes to `line` as rich console markup (`Console.print` takes it as it is).
+    """
     if not plan.steps:
-        console.print(f"nothing to do: {len(plan.fresh)} selected assets are fresh")
+        line(f"nothing to do: {len(plan.fresh)} selected assets are fresh")
         return
-    console.print(f"{len(plan.steps)} asset(s) to materialize, in run order:")
+    line(f"{len(plan.steps)} asset(s) to materialize, in run order:")
     for number, step in enumerate(plan.steps, 1):
-        console.print(f"  {number:>3}. {step.explanation}")
+        line(f"  {number:>3}. {step.explanation}")
         if step.blocked:
-            console.print(f"       [yellow]cannot run: {step.blocked}[/]")
+            line(f"       [yellow]cannot run: {step.blocked}[/]")
     if plan.fresh:
-        console.print(f"{len(plan.fresh)} selected asset(s) are fresh and will not run")
+        line(f"{len(plan.fresh)} selected asset(s) are fresh and will not run")

@@ -23,24 +23,19 @@ from __future__ import annotations
 import ast
 import contextlib
 import dataclasses
+import functools
 import hashlib
+import importlib.util
 import inspect
 import json
 import re
+import sys
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
-import sqlglot
-from sqlglot import exp
-from sqlglot.errors import ParseError, SqlglotError, TokenError
-from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
-from sqlglot.optimizer.scope import traverse_scope
-
-from lakehouse import audits
-from lakehouse.audits import Check
 from lakehouse.errors import SluiceError
 from orchestrator.assets import (
     NAME_PATTERN,
@@ -54,19 +49,25 @@ from orchestrator.code_versions import write_json_atomically
 from orchestrator.errors import DefinitionError, SqlParseError
 from orchestrator.partitions import TimePartitions
 
+if TYPE_CHECKING:
+    from sqlglot import exp
+    from sqlglot.errors import ParseError
+
+    from lakehouse.audits import Check, Severity
+
 DIALECT = "duckdb"
 
-CHECK_BUILDERS: dict[str, Callable[..., Check]] = {
-    "not_null": audits.not_null,
-    "unique": audits.unique,
-    "accepted_values": audits.accepted_values,
-    "row_count": audits.row_count,
-    "expression": audits.expression,
-    "relationships": audits.relationships,
-    "freshness": audits.freshness,
-    "sql": audits.sql,
-}
-"""Check names usable in a `-- checks:` header, mapped to their `lakehouse.audits` builder."""
+CHECK_NAMES = (
+    "not_null",
+    "unique",
+    "accepted_values",
+    "row_count",
+    "expression",
+    "relationships",
+    "freshness",
+    "sql",
+)
+"""Check names usable in a `-- checks:` header: the builders of `orchestrator.checks`."""
 
 HEADER_KEYS = (
     "checks",
@@ -189,16 +190,15 @@ def discover_sql_assets(assets_dir: Path, cache: Path | None = None) -> list[Ass
     SQL files must sit exactly at `<assets_dir>/<layer>/<name>.sql`; any other `.sql` file
     raises `DefinitionError`. Files and folders whose name starts with `.` are skipped.
     A missing `assets_dir` yields no assets. With `cache` (a JSON file), what parsing each
-    query text yielded is remembered there (see `QueryCache`).
+    query text yielded is remembered there (see `QueryCache`); without, inside a
+    `remembered_sql` block, in that block's cache.
     """
     if not assets_dir.is_dir():
         return []
-    known = QueryCache(cache) if cache is not None else None
-    try:
+    if cache is None:
+        return _discover(assets_dir, _active.get())
+    with remembered_sql(cache) as known:
         return _discover(assets_dir, known)
-    finally:
-        if known is not None:
-            known.save()
 
 
 def _discover(assets_dir: Path, known: QueryCache | None) -> list[Asset]:
@@ -230,54 +230,167 @@ class _ParsedQuery:
 
 
 class QueryCache:
-    """Parsed query texts by sha256 of the text, kept in a JSON file between loads.
+    """What parsing SQL texts yielded, by sha256 of the text, kept in a JSON file between loads:
+    the parsed queries of SQL assets, and the checks built by `orchestrator.checks.expression`
+    and `orchestrator.checks.sql` (which parse their SQL when they are built).
 
     Keyed by the exact text (never a file's modification time), and valid for one sqlglot
-    version: any edit, and any sqlglot upgrade, parses again. Only queries that parsed are
+    version: any edit, and any sqlglot upgrade, parses again. Only texts that parsed are
     remembered, so every error is still raised with its position. Entries not used by a load
-    are dropped when it saves.
+    are dropped when it saves. The file is read on first use: a load that parses no SQL never
+    reads or writes it.
     """
 
     FORMAT = 1
+    _SECTIONS = ("queries", "checks")
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._version = f"{self.FORMAT}/{getattr(sqlglot, '__version__', '')}"
-        self._stored = self._load()
-        self._used: dict[str, list[Any]] = {}
+        self._used: dict[str, dict[str, list[Any]]] = {name: {} for name in self._SECTIONS}
 
-    def _load(self) -> dict[str, list[Any]]:
+    @functools.cached_property
+    def _version(self) -> str:
+        return f"{self.FORMAT}/{sqlglot_version()}"
+
+    @functools.cached_property
+    def _stored(self) -> dict[str, dict[str, list[Any]]]:
+        """The file's entries by section (read on first use), or none if it is not valid."""
+        found: dict[str, dict[str, list[Any]]] = {name: {} for name in self._SECTIONS}
         try:
             data = json.loads(self.path.read_text())
         except (OSError, ValueError):
-            return {}
+            return found
         if not isinstance(data, dict) or data.get("version") != self._version:
-            return {}
-        queries = data.get("queries")
-        return queries if isinstance(queries, dict) else {}
+            return found
+        for name in self._SECTIONS:
+            section = data.get(name)
+            if isinstance(section, dict):
+                found[name] = section
+        return found
 
     @staticmethod
-    def _key(body: str) -> str:
-        return hashlib.sha256(body.encode()).hexdigest()
+    def _key(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def get(self, body: str) -> _ParsedQuery | None:
         key = self._key(body)
-        entry = self._stored.get(key)
+        entry = self._stored["queries"].get(key)
         try:
             refs, version, sql = entry  # type: ignore[misc]
             parsed = _ParsedQuery(tuple(str(r) for r in refs), str(version), str(sql))
         except (TypeError, ValueError):
             return None
-        self._used[key] = [list(parsed.refs), parsed.code_version, parsed.sql]
+        self.put(body, parsed)
         return parsed
 
     def put(self, body: str, parsed: _ParsedQuery) -> None:
-        self._used[self._key(body)] = [list(parsed.refs), parsed.code_version, parsed.sql]
+        entry = [list(parsed.refs), parsed.code_version, parsed.sql]
+        self._used["queries"][self._key(body)] = entry
+
+    def check(self, kind: str, text: str, severity: Severity, build: Callable[..., Check]) -> Check:
+        """`build(text, severity=severity)`, or the equal check it built from `text` before.
+
+        `severity` must already be valid: a remembered check takes it as given.
+        """
+        key = self._key(f"{kind}\0{text}")
+        found = _check_from_json(self._stored["checks"].get(key), severity)
+        if found is None:
+            found = build(text, severity=severity)
+        entry = _check_to_json(found)
+        if entry is not None:
+            self._used["checks"][key] = entry
+        return found
 
     def save(self) -> None:
         """Write the entries this load used, if they differ from the file (atomic)."""
+        if not any(self._used.values()) and "_stored" not in vars(self):
+            return  # nothing parsed, nothing looked up: leave the file as it is
         if self._used != self._stored:
-            write_json_atomically(self.path, {"version": self._version, "queries": self._used})
+            write_json_atomically(self.path, {"version": self._version, **self._used})
+
+
+def _check_to_json(check: Check) -> list[Any] | None:
+    """A check's fields but its severity, as JSON; None unless they are all plain text."""
+    params = [[key, value] for key, value in check.params]
+    texts = [check.kind, check.name, *(p for pair in params for p in pair), *check.references]
+    if not all(isinstance(text, str) for text in texts):
+        return None
+    return [check.kind, check.name, params, list(check.references)]
+
+
+def _check_from_json(entry: object, severity: Severity) -> Check | None:
+    """The check `_check_to_json` described, with `severity`; None for anything else."""
+    from lakehouse.audits import Check
+
+    if not isinstance(entry, list) or len(entry) != 4:
+        return None
+    kind, name, params, references = entry
+    if not isinstance(params, list) or not isinstance(references, list):
+        return None
+    if not all(isinstance(pair, list) and len(pair) == 2 for pair in params):
+        return None
+    pairs = tuple((key, value) for key, value in params)
+    texts = [kind, name, *(p for pair in pairs for p in pair), *references]
+    if not all(isinstance(text, str) for text in texts):
+        return None
+    return Check(kind, name, params=pairs, severity=severity, references=tuple(references))
+
+
+_active: ContextVar[QueryCache | None] = ContextVar("sluice_sql_cache", default=None)
+
+
+@contextlib.contextmanager
+def remembered_sql(path: Path | None) -> Iterator[QueryCache | None]:
+    """Remember what parsing yields (in the JSON file `path`, if given) for every SQL asset
+    and SQL check built inside the block; saved when the block completes."""
+    cache = QueryCache(path) if path is not None else None
+    token = _active.set(cache)
+    try:
+        yield cache
+    finally:
+        _active.reset(token)
+    if cache is not None:
+        cache.save()
+
+
+def remembered_check(
+    kind: str, text: object, severity: object, build: Callable[..., Check]
+) -> Check:
+    """`build(text, severity=severity)`; inside `remembered_sql`, built once per text.
+
+    Anything `build` might reject other than by parsing (a non-string text, an unknown
+    severity) always goes to `build`, so its errors are raised exactly as without the cache.
+    """
+    cache = _active.get()
+    if cache is None or not isinstance(text, str) or severity not in ("error", "warn"):
+        return build(text, severity=severity)
+    return cache.check(kind, text, "error" if severity == "error" else "warn", build)
+
+
+def sqlglot_version() -> str:
+    """`sqlglot.__version__`, without importing sqlglot if it is not imported yet.
+
+    The caches of what sqlglot parsed are valid for one version, and exist to spare a load
+    the sqlglot import (it costs more than loading a cached project): the version is read by
+    running sqlglot's generated `_version.py` on its own, the module `sqlglot.__version__`
+    comes from. Anything unexpected there falls back to importing sqlglot.
+    """
+    module = sys.modules.get("sqlglot")
+    if module is None:
+        with contextlib.suppress(Exception):
+            spec = importlib.util.find_spec("sqlglot")
+            folders = list(spec.submodule_search_locations or ()) if spec else []
+            if folders:
+                path = Path(folders[0]) / "_version.py"
+                loaded = importlib.util.spec_from_file_location("_sluice_sqlglot_version", path)
+                if loaded is not None and loaded.loader is not None:
+                    version_module = importlib.util.module_from_spec(loaded)
+                    loaded.loader.exec_module(version_module)
+                    version = getattr(version_module, "__version__", None)
+                    if isinstance(version, str):
+                        return version
+        import sqlglot as module
+    return str(getattr(module, "__version__", ""))
 
 
 def upstream_refs(query: exp.Expr) -> list[str]:
@@ -286,6 +399,9 @@ def upstream_refs(query: exp.Expr) -> list[str]:
     Excluded: CTE names, table functions (`read_parquet(...)`, `range(...)`) and file or URL
     reads (`FROM 'data/x.parquet'`). A catalog part (`lake.silver.orders`) is dropped.
     """
+    from sqlglot import exp
+    from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
+
     original = list(query.find_all(exp.Table, bfs=False))
     normalized = normalize_identifiers(query.copy(), dialect=DIALECT)
     normalized_tables = list(normalized.find_all(exp.Table, bfs=False))
@@ -313,6 +429,8 @@ def sql_code_version(query: exp.Expr) -> str:
 
     Whitespace, keyword and identifier case, and comments do not change it.
     """
+    from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
+
     normalized = normalize_identifiers(query.copy(), dialect=DIALECT)
     text = normalized.sql(dialect=DIALECT, comments=False, normalize=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -480,7 +598,17 @@ def _number(node: ast.expr) -> int | float | None:
 
 
 def _known_checks() -> str:
-    return ", ".join(CHECK_BUILDERS)
+    return ", ".join(CHECK_NAMES)
+
+
+def _check_builder(name: str) -> Callable[..., Check] | None:
+    """The `orchestrator.checks` builder a header's check name calls (imported on first use)."""
+    if name not in CHECK_NAMES:
+        return None
+    from orchestrator import checks
+
+    builder: Callable[..., Check] = getattr(checks, name)
+    return builder
 
 
 def _split_calls(value: str, where: _Where) -> Iterator[str]:
@@ -514,7 +642,7 @@ def _parse_check(text: str, where: _Where) -> Check:
             f"known checks: {_known_checks()}"
         )
     name, inner = match.group(1), match.group(2)
-    builder = CHECK_BUILDERS.get(name)
+    builder = _check_builder(name)
     if builder is None:
         raise where.error(f"unknown check {name!r}; known checks: {_known_checks()}")
 
@@ -621,6 +749,10 @@ def _value(node: ast.expr, text: str, where: _Where) -> Any:
 
 def _parse_query(body: str, where: _Where) -> exp.Expr:
     """The single query in `body`; positions in errors are lines of the file."""
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import ParseError, TokenError
+
     assert where.line is not None
     offset = where.line - 1
     try:
@@ -659,6 +791,8 @@ def _parse_query(body: str, where: _Where) -> exp.Expr:
 def _check_duckdb_parses(body: str, where: _Where, offset: int) -> None:
     """DuckDB runs the SQL, so SQL that sqlglot accepts but DuckDB's parser rejects is an error
     at load time too, not a failure in the middle of a run."""
+    import duckdb
+
     try:
         duckdb.extract_statements(body)
     except duckdb.ParserException as exc:
@@ -690,6 +824,9 @@ def _parse_error(exc: ParseError, where: _Where, offset: int) -> SqlParseError:
 
 def _token_error_position(body: str) -> tuple[int, int]:
     """(line, column) of the first character the tokenizer could not turn into a token."""
+    import sqlglot
+    from sqlglot.errors import TokenError
+
     tokenizer = sqlglot.Dialect.get_or_raise(DIALECT).tokenizer()
     with contextlib.suppress(TokenError):
         tokenizer.tokenize(body)
@@ -710,6 +847,9 @@ def _token_error_position(body: str) -> tuple[int, int]:
 
 
 def _second_statement_line(body: str) -> int | None:
+    import sqlglot
+    from sqlglot.errors import TokenError
+
     try:
         tokens = sqlglot.Dialect.get_or_raise(DIALECT).tokenize(body)
     except TokenError:
@@ -728,6 +868,9 @@ def _second_statement_line(body: str) -> int | None:
 
 def _strip_terminator(body: str) -> str:
     """`body` without a final `;` (and the comments after it), right-stripped."""
+    import sqlglot
+    from sqlglot.errors import TokenError
+
     try:
         tokens = sqlglot.Dialect.get_or_raise(DIALECT).tokenize(body)
     except TokenError:
@@ -741,6 +884,9 @@ def _strip_terminator(body: str) -> str:
 
 def _scoped_tables(query: exp.Expr) -> tuple[set[int], set[int]]:
     """ids of the tables scope analysis saw, and of those that reference a CTE."""
+    from sqlglot.errors import SqlglotError
+    from sqlglot.optimizer.scope import traverse_scope
+
     seen: set[int] = set()
     cte_refs: set[int] = set()
     try:

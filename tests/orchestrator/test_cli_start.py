@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 HEAVY = ("duckdb", "pyiceberg", "pyarrow", "sqlglot", "sqlalchemy", "pydantic", "rich", "croniter")
 REPO = Path(__file__).resolve().parents[2]
@@ -80,3 +83,105 @@ def test_planning_a_cached_python_project_needs_no_pyiceberg(tmp_path: Path) -> 
     loaded = _loaded_after(code)
     assert "pyiceberg" not in loaded
     assert "duckdb" not in loaded
+
+
+CHECKED_PROJECT = {
+    "assets/bronze/src.py": (
+        "import pyarrow as pa\n"
+        "from orchestrator import asset, checks\n\n"
+        "@asset(layer='bronze', checks=[checks.expression('id > 0'),\n"
+        "                               checks.sql('SELECT * FROM this WHERE id IS NULL')])\n"
+        "def src(ctx):\n"
+        "    return pa.table({'id': [1, 2, 3]})\n"
+    ),
+    "assets/gold/top.sql": (
+        "-- checks: expression(id >= 0); sql(SELECT * FROM this WHERE id > 99)\n"
+        "SELECT id FROM bronze.src\n"
+    ),
+}
+PLAN_PROBE = (
+    "import contextlib, io, sys\n"
+    "from orchestrator.cli import main\n"
+    "out = io.StringIO()\n"
+    "with contextlib.redirect_stdout(out):\n"
+    "    assert main(['--project', sys.argv[1], 'plan']) == 0\n"
+    "print(repr(out.getvalue()))\n"
+)
+
+
+@pytest.fixture(scope="module")
+def materialized(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project with SQL checks in Python and in SQL, materialized and planned once."""
+    root = tmp_path_factory.mktemp("checked") / "project"
+    for rel, text in CHECKED_PROJECT.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for command in ("materialize", "plan"):
+        subprocess.run(
+            [sys.executable, "-m", "orchestrator.cli", "--project", str(root), command],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            check=True,
+        )
+    return root
+
+
+def _plan_output_and_loaded(root: Path) -> tuple[str, list[str]]:
+    probe = f"import sys\nsys.argv[1:] = [{str(root)!r}]\n{PLAN_PROBE}"
+    report = f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = (
+        subprocess.run(
+            [sys.executable, "-c", f"{probe}\nimport json\n{report}"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()
+    )
+    return ast.literal_eval(out[-2]), json.loads(out[-1])
+
+
+def test_planning_an_unchanged_project_with_nothing_stale_needs_no_rich(
+    materialized: Path,
+) -> None:
+    printed, loaded = _plan_output_and_loaded(materialized)
+    assert printed == "nothing to do: 2 selected assets are fresh\n"
+    assert "rich" not in loaded
+    assert "pyiceberg" not in loaded and "sqlalchemy" not in loaded
+
+
+def test_planning_an_unchanged_project_parses_no_sql(materialized: Path) -> None:
+    """SQL assets and SQL checks were parsed by the first plan: sqlglot is not even imported."""
+    printed, loaded = _plan_output_and_loaded(materialized)
+    assert printed.startswith("nothing to do")
+    assert "sqlglot" not in loaded
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "nothing to do: 12 selected assets are fresh",
+        "    3. gold.top: upstream bronze.src is stale",
+        "       [yellow]cannot run: upstream never published[/]",
+        "emoji :thumbs_up: codes",
+        "tab\tseparated",
+        "non-ascii caf\u00e9",
+        "wide " + "x" * 300,
+        "",
+    ],
+)
+def test_a_plain_line_prints_exactly_as_the_console_prints_it(
+    text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orchestrator.cli import Output
+
+    Output().line(text)
+    plain = capsys.readouterr().out
+    Output().console.print(text)
+    assert plain == capsys.readouterr().out

@@ -2,7 +2,9 @@
 
 Published state is cached by each table's metadata location: commits made behind Sluice's back
 (a raw pyiceberg append, a rollback) must show up in the next plan. Code versions are cached by
-source content: an edit with the same size and modification time must still count.
+source content: an edit with the same size and modification time must still count. SQL checks
+are remembered by their text: a remembered check equals the one built, and an edited one fails
+exactly as it would without the cache.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -19,9 +23,12 @@ import pytest
 from conftest import ProjectDir
 
 import lakehouse.tables
+from lakehouse import audits
+from lakehouse.audits import Check
 from lakehouse.branches import main_snapshot_id
 from lakehouse.catalog import open_catalog
-from orchestrator import code_versions
+from lakehouse.errors import SluiceError
+from orchestrator import code_versions, loader, sql_assets
 from orchestrator.code_versions import CodeVersionCache, reference_code_version
 from orchestrator.config import load_config
 from orchestrator.loader import cache_dir, load_project
@@ -294,3 +301,106 @@ def test_sql_query_cache_is_keyed_by_the_query_text(project: ProjectDir) -> None
     )
     edited = load_project(project.root).graph
     assert edited.assets[edited.resolve("top")].code_version != top.code_version
+
+
+# ---- SQL checks ----------------------------------------------------------------------------
+
+CHECKED = {
+    "assets/bronze/src.py": """
+        import pyarrow as pa
+        from orchestrator import asset, checks
+
+        @asset(
+            layer="bronze",
+            checks=[
+                checks.expression("id > 0"),
+                checks.expression("id < 100", severity="warn"),
+                checks.sql("SELECT * FROM this WHERE id IS NULL"),
+            ],
+        )
+        def src(ctx):
+            return pa.table({"id": [1, 2, 3]})
+        """,
+    "assets/gold/top.sql": """
+        -- checks: expression(id >= 0); sql(SELECT * FROM this WHERE id > 99, severity='warn')
+        SELECT id FROM bronze.src
+        """,
+}
+
+
+def _checks(project: ProjectDir) -> dict[str, tuple[Check, ...]]:
+    graph = load_project(project.root).graph
+    return {str(key): asset.checks for key, asset in graph.assets.items()}
+
+
+def _refuse_sql_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("SQL was parsed although it did not change")
+
+    for module, name in (
+        (audits, "_parse_query"),
+        (audits, "_parse_predicate"),
+        (sql_assets, "_parse_query"),
+    ):
+        monkeypatch.setattr(module, name, refuse)
+
+
+def test_sql_checks_are_remembered_as_they_were_built(
+    project: ProjectDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.write(CHECKED)
+    built = _checks(project)
+    assert [c.severity for c in built["bronze.src"]] == ["error", "warn", "error"]
+    _refuse_sql_parsing(monkeypatch)
+    assert _checks(project) == built  # equal checks, severities included, none parsed
+    cached = json.loads((cache_dir(project.root) / loader.SQL_CACHE).read_text())
+    assert len(cached["checks"]) == 5  # each text once; "warn" is not part of the key
+
+
+def test_an_edited_sql_check_fails_as_it_would_without_the_cache(
+    project: ProjectDir, make_project: Callable[[str], ProjectDir]
+) -> None:
+    project.write(CHECKED)
+    _checks(project)  # remembered
+    broken = {
+        "assets/bronze/src.py": CHECKED["assets/bronze/src.py"].replace("id > 0", "id >> > 0")
+    }
+    project.write(broken)
+    with pytest.raises(SluiceError) as cached_error:
+        load_project(project.root)
+    fresh = make_project("fresh").write({**CHECKED, **broken})
+    with pytest.raises(SluiceError) as fresh_error:
+        load_project(fresh.root)
+    assert "cannot parse expression 'id >> > 0'" in str(cached_error.value)
+    assert str(cached_error.value) == str(fresh_error.value).replace(
+        str(fresh.root), str(project.root)
+    )
+    assert cached_error.value.file == str(project.root / "assets/bronze/src.py")
+
+
+def test_sql_checks_remembered_by_another_sqlglot_version_are_built_again(
+    project: ProjectDir,
+) -> None:
+    project.write(CHECKED)
+    built = _checks(project)
+    path = cache_dir(project.root) / loader.SQL_CACHE
+    cached = json.loads(path.read_text())
+    for entry in cached["checks"].values():
+        entry[1] = "forged"  # the name a forged entry would give its check
+    path.write_text(json.dumps(cached))
+    assert {c.name for cs in _checks(project).values() for c in cs} == {"forged"}  # used
+    cached["version"] = f"{sql_assets.QueryCache.FORMAT}/0.0.0"
+    path.write_text(json.dumps(cached))
+    assert _checks(project) == built
+
+
+def test_the_sqlglot_version_is_read_without_importing_sqlglot() -> None:
+    code = (
+        "import sys\n"
+        "from orchestrator.sql_assets import sqlglot_version\n"
+        "version = sqlglot_version()\n"
+        "assert 'sqlglot' not in sys.modules\n"
+        "import sqlglot\n"
+        "assert version == sqlglot.__version__ != '', version\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
