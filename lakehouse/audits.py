@@ -9,27 +9,33 @@ Guarantees that the rest of Sluice relies on:
 * user *SQL* (`expression`, `sql`) is parsed by sqlglot when the check is built, so a typo
   fails at definition time with a position, and only the regenerated SQL is ever run;
 * `run_checks` never raises for a check that cannot run: it returns a failed, blocking result,
-  because a broken audit must stop a publish, not crash the run.
+  because a broken audit must stop a publish, not crash the run;
+* `failing_counts_by_group` counts, for many groups of rows at once (the partitions of a ranged
+  write), exactly what `run_checks` would count on each group alone, or declines a check.
+
+sqlglot is imported only where SQL is parsed or generated: defining checks (as `sluice plan`
+does) must not pay for importing it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 import math
 import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import duckdb
-import sqlglot
-from pydantic import BaseModel, ConfigDict
-from sqlglot import exp
-from sqlglot.errors import ParseError, TokenError
 
 from lakehouse.errors import SluiceError
+
+if TYPE_CHECKING:
+    from sqlglot import exp
+    from sqlglot.errors import ParseError, TokenError
 
 Severity = Literal["error", "warn"]
 
@@ -47,10 +53,10 @@ class Check:
     references: tuple[str, ...] = field(default=())
 
 
-class CheckResult(BaseModel):
-    """The outcome of one check on one relation; JSON-safe so it can be logged and stored."""
-
-    model_config = ConfigDict(frozen=True)
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one check on one relation; JSON-safe so it can be logged and stored
+    (`dataclasses.asdict`). A plain dataclass: defining checks must not import pydantic."""
 
     name: str
     kind: str
@@ -154,7 +160,7 @@ def expression(sql_predicate: str, *, severity: Severity = "error") -> Check:
     The predicate is parsed now (DuckDB dialect) and must be a single expression, so a typo or
     a smuggled second statement is rejected with its position before anything runs.
     """
-    predicate = _parse_predicate(sql_predicate).sql(dialect=_DIALECT)
+    predicate = _normalized_predicate(sql_predicate)
     return Check(
         kind="expression",
         name=f"expression({_shorten(predicate, 60)})",
@@ -208,8 +214,7 @@ def sql(query: str, *, severity: Severity = "error") -> Check:
     Inside the query the audited data is available as `this`. The query is parsed now and must
     be exactly one read-only query (SELECT, set operation, ...).
     """
-    parsed = _parse_query(query)
-    regenerated = parsed.sql(dialect=_DIALECT)
+    regenerated = _parse_query(query).sql(dialect=_DIALECT)
     return Check(
         kind="sql",
         name=f"sql({_shorten(regenerated, 40)})",
@@ -231,10 +236,9 @@ def failing_rows_sql(check: Check, relation: str) -> tuple[str, list[Any]]:
     """
     rel = _relation_sql(relation)
     kind = check.kind
-    if kind == "not_null":
-        cols = _columns(_seq_param(check, "columns"), kind)
-        cond = " OR ".join(f"{_ident(c)} IS NULL" for c in cols)
-        return f"SELECT * FROM {rel} WHERE {cond}", []
+    if kind in _ROW_CHECKS:
+        where, values = _failing_condition(check)
+        return f"SELECT * FROM {rel} WHERE {where}", values
     if kind == "unique":
         cols = _columns(_seq_param(check, "columns"), kind)
         keys = ", ".join(_ident(c) for c in cols)
@@ -244,16 +248,6 @@ def failing_rows_sql(check: Check, relation: str) -> tuple[str, list[Any]]:
             f"SELECT {keys}, count(*) AS {n} FROM {rel} WHERE {not_null_keys} "
             f"GROUP BY {keys} HAVING count(*) > 1"
         ), []
-    if kind == "accepted_values":
-        col = _ident(_column(_param(check, "column"), kind))
-        vals = _seq_param(check, "values")
-        if not vals:
-            raise SluiceError(f"check {check.name}: no accepted values")
-        compared = f"CAST({col} AS VARCHAR)" if _value_kind(vals, col) == "str" else col
-        return (
-            f"SELECT * FROM {rel} WHERE {col} IS NOT NULL AND NOT list_contains(?, {compared})",
-            [list(vals)],
-        )
     if kind == "row_count":
         conds: list[str] = []
         params: list[Any] = []
@@ -270,9 +264,6 @@ def failing_rows_sql(check: Check, relation: str) -> tuple[str, list[Any]]:
             f'SELECT "row_count" FROM (SELECT count(*) AS "row_count" FROM {rel}) AS "counted" '
             f"WHERE {' OR '.join(conds)}"
         ), params
-    if kind == "expression":
-        predicate = _parse_predicate(str(_param(check, "predicate"))).sql(dialect=_DIALECT)
-        return f"SELECT * FROM {rel} WHERE NOT coalesce(({predicate}), false)", []
     if kind == "relationships":
         col = _ident(_column(_param(check, "column"), kind))
         target = _relation_sql(_layer_asset(str(_param(check, "to"))))
@@ -284,12 +275,14 @@ def failing_rows_sql(check: Check, relation: str) -> tuple[str, list[Any]]:
         ), []
     if kind == "freshness":
         col = _ident(_column(_param(check, "column"), kind))
-        max_age_us = round(_age_seconds(_param(check, "max_age_seconds")) * 1_000_000)
+        latest = '"latest"'
         return (
-            f'SELECT "latest" FROM (SELECT max({col}) AS "latest" FROM {rel}) AS "newest" '
-            f'WHERE "latest" IS NULL OR epoch_us("latest") < epoch_us(now()) - ?'
-        ), [max_age_us]
+            f'SELECT {latest} FROM (SELECT max({col}) AS {latest} FROM {rel}) AS "newest" '
+            f"WHERE {_stale(latest)}"
+        ), [_max_age_us(check)]
     if kind == "sql":
+        from sqlglot import exp
+
         query = _parse_query(str(_param(check, "query")))
         this = exp.select("*").from_(_relation_table(relation))
         wrapped = (
@@ -299,6 +292,15 @@ def failing_rows_sql(check: Check, relation: str) -> tuple[str, list[Any]]:
         )
         return wrapped.sql(dialect=_DIALECT), []
     raise SluiceError(f"check {check.name}: unknown check kind {kind!r}")
+
+
+def _stale(latest: str) -> str:
+    """Whether the newest value `latest` (SQL) is missing or older than the bound max age."""
+    return f"{latest} IS NULL OR epoch_us({latest}) < epoch_us(now()) - ?"
+
+
+def _max_age_us(check: Check) -> int:
+    return round(_age_seconds(_param(check, "max_age_seconds")) * 1_000_000)
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,26 +314,40 @@ def run_checks(
     checks: Sequence[Check],
     *,
     sample_size: int = 5,
+    failing: Sequence[int | None] | None = None,
 ) -> list[CheckResult]:
     """Run `checks` over `relation` on `con`, one result per check, in order.
+
+    `failing[i]`, when given and not None, is the failing-row count of `checks[i]` over
+    `relation` already known (from `failing_counts_by_group`): that check is not counted
+    again, only sampled when it failed, so its result is what counting it here would give.
 
     Never raises because of a check: a check whose SQL cannot be built or run becomes a failed
     result with `error` set (blocking if its severity is error). Nothing is left on `con`.
     """
     if sample_size < 0:
         raise SluiceError(f"sample_size must not be negative, got {sample_size}")
+    if failing is not None and len(failing) != len(checks):
+        raise SluiceError(f"{len(failing)} known failing counts for {len(checks)} checks")
     results: list[CheckResult] = []
-    for check in checks:
+    for number, check in enumerate(checks):
+        known = failing[number] if failing is not None else None
+        if known == 0:
+            results.append(_result(check, 0, []))
+            continue
         try:
             query, params = failing_rows_sql(check, relation)
-            # fetchall, not fetchone: it completes the result, which DuckDB requires before the
-            # connection runs anything else.
-            count_rows = con.execute(
-                f'SELECT count(*) FROM ({query}) AS "failing_rows"', params
-            ).fetchall()
-            failing = int(count_rows[0][0])
+            if known is None and check.kind == "unique" and _all_distinct(con, check, relation):
+                known = 0
+            if known is None:
+                # fetchall, not fetchone: it completes the result, which DuckDB requires before
+                # the connection runs anything else.
+                count_rows = con.execute(
+                    f'SELECT count(*) FROM ({query}) AS "failing_rows"', params
+                ).fetchall()
+                known = int(count_rows[0][0])
             samples: list[dict[str, Any]] = []
-            if failing and sample_size:
+            if known and sample_size:
                 samples = _fetch_samples(con, query, params, sample_size)
         except (duckdb.Error, SluiceError) as exc:
             results.append(
@@ -346,17 +362,34 @@ def run_checks(
                 )
             )
             continue
-        results.append(
-            CheckResult(
-                name=check.name,
-                kind=check.kind,
-                severity=check.severity,
-                passed=failing == 0,
-                failing_rows=failing,
-                samples=samples,
-            )
-        )
+        results.append(_result(check, known, samples))
     return results
+
+
+def _all_distinct(con: duckdb.DuckDBPyConnection, check: Check, relation: str) -> bool:
+    """Whether a `unique` check passes, proven by one distinct count (about a third cheaper
+    than grouping by the key, and the common case): its failing rows are only counted when
+    some key repeats."""
+    cols = _columns(_seq_param(check, "columns"), check.kind)
+    keys = ", ".join(_ident(c) for c in cols)
+    key = keys if len(cols) == 1 else f"({keys})"
+    not_null_keys = " AND ".join(f"{_ident(c)} IS NOT NULL" for c in cols)
+    [(rows, distinct)] = con.execute(
+        f"SELECT count(*), count(DISTINCT {key}) FROM {_relation_sql(relation)} "
+        f"WHERE {not_null_keys}"
+    ).fetchall()
+    return bool(rows == distinct)
+
+
+def _result(check: Check, failing: int, samples: list[dict[str, Any]]) -> CheckResult:
+    return CheckResult(
+        name=check.name,
+        kind=check.kind,
+        severity=check.severity,
+        passed=failing == 0,
+        failing_rows=failing,
+        samples=samples,
+    )
 
 
 def _fetch_samples(
@@ -381,6 +414,194 @@ def _arrow_rows(con: duckdb.DuckDBPyConnection, query: str, params: list[Any]) -
     rel = con.sql(query, params=params)
     to_arrow = getattr(rel, "to_arrow_table", None) or rel.fetch_arrow_table
     return list(to_arrow().to_pylist())
+
+
+# --------------------------------------------------------------------------------------------
+# Counting per group
+# --------------------------------------------------------------------------------------------
+
+_ROW_CHECKS = ("not_null", "accepted_values", "expression")
+"""Kinds whose failing rows are the rows matching a condition: counted by a FILTER."""
+
+
+def failing_counts_by_group(
+    con: duckdb.DuckDBPyConnection,
+    relation: str,
+    checks: Sequence[Check],
+    *,
+    group_column: str,
+    groups: int,
+) -> list[list[int] | None]:
+    """Per check, its failing-row count in each group of `relation`, in a few queries.
+
+    Group `g` (0 <= g < `groups`) is the rows of `relation` whose integer `group_column` is
+    `g`; element `g` of a check's list is what `run_checks` counts on exactly those rows (that
+    column left out). A check is declined (None) when that cannot be guaranteed: custom `sql`
+    and `relationships` checks (they may read the audited relation, or another, by name), an
+    `expression` that is not a plain row predicate (subqueries, aggregates, window functions,
+    qualified columns), a check naming `group_column`, and a check whose SQL cannot be built or
+    whose query fails here (`run_checks` then gives the same result or error per group).
+
+    Row checks (`not_null`, `accepted_values`, row-wise `expression`), `row_count` and
+    `freshness` share one scan that aggregates per group; each `unique` check is one query.
+    """
+    counts: list[list[int] | None] = [None] * len(checks)
+    aggregates: list[tuple[int, str, list[Any]]] = []
+    for number, check in enumerate(checks):
+        try:
+            failing_rows_sql(check, relation)  # the same validation as `run_checks`
+            aggregate = _group_aggregate(check, group_column)
+        except SluiceError:
+            continue
+        if aggregate is not None:
+            aggregates.append((number, *aggregate))
+        elif check.kind == "unique":
+            counts[number] = _unique_counts(con, check, relation, group_column, groups)
+    if aggregates:
+        together = _aggregate_counts(con, aggregates, relation, group_column, groups)
+        scanned: list[list[Any] | None] = list(together) if together is not None else []
+        if together is None:  # one of them fails: count them apart, so the others still count
+            for one in aggregates:
+                alone = _aggregate_counts(con, [one], relation, group_column, groups)
+                scanned.append(alone[0] if alone is not None else None)
+        for (number, _, _), values in zip(aggregates, scanned, strict=True):
+            if values is not None:
+                counts[number] = _failing_per_group(checks[number], values)
+    return counts
+
+
+def _group_aggregate(check: Check, group_column: str) -> tuple[str, list[Any]] | None:
+    """The aggregate (over the rows of one group) that gives `check`'s failing rows, or None
+    when the check is not counted in the shared scan. Raises `SluiceError` to decline it."""
+    if check.kind in _ROW_CHECKS:
+        where, params = _failing_condition(check)
+        referenced = _condition_columns(check)
+        if group_column.lower() in {c.lower() for c in referenced}:
+            raise SluiceError(f"check {check.name} names the group column")
+        return f"count(*) FILTER (WHERE {where})", params
+    if check.kind == "row_count":
+        return "count(*)", []
+    if check.kind == "freshness":
+        column = _column(_param(check, "column"), check.kind)
+        if column.lower() == group_column.lower():
+            raise SluiceError(f"check {check.name} names the group column")
+        newest = f"max({_ident(column)})"
+        return f"CAST({_stale(newest)} AS INTEGER)", [_max_age_us(check)]
+    if check.kind == "unique":
+        columns = _columns(_seq_param(check, "columns"), check.kind)
+        if group_column.lower() in {c.lower() for c in columns}:
+            raise SluiceError(f"check {check.name} names the group column")
+        return None
+    raise SluiceError(f"check {check.name}: {check.kind} checks run per group")
+
+
+def _failing_condition(check: Check) -> tuple[str, list[Any]]:
+    """The WHERE condition selecting the failing rows of a row check (as `failing_rows_sql`)."""
+    kind = check.kind
+    if kind == "not_null":
+        cols = _columns(_seq_param(check, "columns"), kind)
+        return " OR ".join(f"{_ident(c)} IS NULL" for c in cols), []
+    if kind == "accepted_values":
+        col = _ident(_column(_param(check, "column"), kind))
+        vals = _seq_param(check, "values")
+        if not vals:
+            raise SluiceError(f"check {check.name}: no accepted values")
+        compared = f"CAST({col} AS VARCHAR)" if _value_kind(vals, col) == "str" else col
+        return f"{col} IS NOT NULL AND NOT list_contains(?, {compared})", [list(vals)]
+    if kind == "expression":
+        predicate = _normalized_predicate(str(_param(check, "predicate")))
+        return f"NOT coalesce(({predicate}), false)", []
+    raise SluiceError(f"check {check.name}: {kind} is not a row check")
+
+
+def _condition_columns(check: Check) -> tuple[str, ...]:
+    """The columns a row check's condition reads; raises `SluiceError` for an expression that
+    is not a plain predicate over the row's own columns."""
+    if check.kind == "not_null":
+        return _columns(_seq_param(check, "columns"), check.kind)
+    if check.kind == "accepted_values":
+        return (_column(_param(check, "column"), check.kind),)
+    from sqlglot import exp
+
+    parsed = _parse_predicate(str(_param(check, "predicate")))
+    beyond_the_row = (exp.Query, exp.Subquery, exp.Table, exp.Window, exp.AggFunc, exp.Star)
+    if any(isinstance(node, beyond_the_row) for node in parsed.walk()):
+        raise SluiceError(f"check {check.name} reads more than one row")
+    columns = list(parsed.find_all(exp.Column))
+    if any(c.table for c in columns):
+        raise SluiceError(f"check {check.name} qualifies a column")
+    return tuple(c.name for c in columns)
+
+
+def _aggregate_counts(
+    con: duckdb.DuckDBPyConnection,
+    aggregates: Sequence[tuple[int, str, list[Any]]],
+    relation: str,
+    group_column: str,
+    groups: int,
+) -> list[list[Any]] | None:
+    """Each aggregate's value per group (None where a group has no rows), in one scan; None
+    when the query fails."""
+    group = _ident(group_column)
+    selected = ", ".join(f"{sql} AS {_ident(f'a{i}')}" for i, (_, sql, _) in enumerate(aggregates))
+    params = [p for _, _, ps in aggregates for p in ps]
+    query = f"SELECT {group}, {selected} FROM {_relation_sql(relation)} GROUP BY {group}"
+    try:
+        rows = con.execute(query, params).fetchall()
+    except duckdb.Error:
+        return None
+    values: list[list[Any]] = [[None] * groups for _ in aggregates]
+    for row in rows:
+        if not isinstance(row[0], int) or not 0 <= row[0] < groups:
+            return None
+        for i in range(len(aggregates)):
+            values[i][row[0]] = row[i + 1]
+    return values
+
+
+def _failing_per_group(check: Check, values: list[Any]) -> list[int] | None:
+    """Failing-row counts from the aggregate of `_group_aggregate` per group (None: no rows)."""
+    if check.kind in _ROW_CHECKS:
+        return [int(v or 0) for v in values]
+    if check.kind == "freshness":
+        return [1 if v is None else int(v) for v in values]
+    if check.kind == "row_count":
+        params = dict(check.params)
+        low, high = params.get("min"), params.get("max")
+        return [
+            int((low is not None and (v or 0) < low) or (high is not None and (v or 0) > high))
+            for v in values
+        ]
+    return None
+
+
+def _unique_counts(
+    con: duckdb.DuckDBPyConnection,
+    check: Check,
+    relation: str,
+    group_column: str,
+    groups: int,
+) -> list[int] | None:
+    """Duplicated keys per group (the key with the group), in one query; None if it fails."""
+    cols = _columns(_seq_param(check, "columns"), check.kind)
+    group = _ident(group_column)
+    keys = ", ".join(_ident(c) for c in cols)
+    not_null_keys = " AND ".join(f"{_ident(c)} IS NOT NULL" for c in cols)
+    query = (
+        f"SELECT {group}, count(*) FROM (SELECT {group} FROM {_relation_sql(relation)} "
+        f"WHERE {not_null_keys} GROUP BY {group}, {keys} HAVING count(*) > 1) AS "
+        f'"duplicated" GROUP BY {group}'
+    )
+    try:
+        rows = con.execute(query).fetchall()
+    except duckdb.Error:
+        return None
+    counts = [0] * groups
+    for found, count in rows:
+        if not isinstance(found, int) or not 0 <= found < groups:
+            return None
+        counts[found] = int(count)
+    return counts
 
 
 # --------------------------------------------------------------------------------------------
@@ -450,6 +671,8 @@ def _seq_param(check: Check, key: str) -> tuple[Any, ...]:
 
 
 def _ident(name: str) -> str:
+    from sqlglot import exp
+
     return str(exp.to_identifier(name, quoted=True).sql(dialect=_DIALECT))
 
 
@@ -461,6 +684,8 @@ def _relation_parts(relation: str) -> list[str]:
 
 
 def _relation_table(relation: str) -> exp.Table:
+    from sqlglot import exp
+
     parts = [exp.to_identifier(p, quoted=True) for p in reversed(_relation_parts(relation))]
     table, db, catalog = (parts + [None, None])[:3]
     return exp.Table(this=table, db=db, catalog=catalog)
@@ -503,6 +728,10 @@ def _syntax_error(what: str, text: str, exc: ParseError | TokenError) -> SluiceE
 
 
 def _parse_predicate(text: str) -> exp.Expression:
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import ParseError, TokenError
+
     if not isinstance(text, str) or not text.strip():
         raise SluiceError(f"expression: the predicate must be non-empty SQL, got {text!r}")
     try:
@@ -514,7 +743,24 @@ def _parse_predicate(text: str) -> exp.Expression:
     return parsed
 
 
+def _normalized_predicate(text: object) -> str:
+    """The predicate as regenerated by sqlglot; raises `SluiceError` as `_parse_predicate`."""
+    if not isinstance(text, str):
+        _parse_predicate(text)  # type: ignore[arg-type]  # raises: not SQL text
+    return _regenerated_predicate(str(text))
+
+
+@functools.lru_cache(maxsize=256)
+def _regenerated_predicate(text: str) -> str:
+    """Parsed once per text: a ranged audit builds the same check's SQL for every partition."""
+    return str(_parse_predicate(text).sql(dialect=_DIALECT))
+
+
 def _parse_query(text: str) -> exp.Query:
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import ParseError, TokenError
+
     if not isinstance(text, str) or not text.strip():
         raise SluiceError(f"sql: the query must be non-empty SQL, got {text!r}")
     try:

@@ -8,18 +8,21 @@ conflict, `main` is untouched and the branch is kept for inspection.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import duckdb
 import pyarrow as pa
+from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 
 from lakehouse import duck
-from lakehouse.audits import Check, CheckResult, run_checks
+from lakehouse.audits import Check, CheckResult, failing_counts_by_group, run_checks
 from lakehouse.branches import (
     Lakehouse,
     main_snapshot_id,
@@ -83,16 +86,17 @@ def audit_snapshot(
     """Run `checks` over one snapshot (its rows in `window` only, when given); referenced
     tables are read at their `main`.
 
-    With `partitions` (the partitions of a ranged write, inside `window`), every check runs
-    once per partition over that partition's rows only, and each result is named
-    `check [partition]`: a check such as `unique` or `row_count` means the same in a ranged
-    write as in a write of one partition. One connection and one set of views serve all of
-    them; per partition the audit view is re-pointed at the files of that partition only, so a
-    ranged audit reads each row once per check, as per-partition writes do. `table`, when given,
-    is a loaded table whose metadata holds `snapshot_id` (saves a reload).
-    `partition_files` maps partition labels to the snapshot's files of each partition when the
-    caller knows them (a ranged write replaced the whole range, so within it the branch holds
-    exactly the files it wrote, one partition per file): no planning per partition then.
+    With `partitions` (the partitions of a ranged write, inside `window`), every check means
+    what it means for one partition: it is evaluated over each partition's rows only, and each
+    result is named `check [partition]`, so `unique` or `row_count` hold in a ranged write
+    exactly when they hold in writes of one partition each. The results are those of auditing
+    each partition on its own (`run_checks` on a view of its rows), but most checks are counted
+    for `AUDIT_BATCH` partitions at once (see `_audit_partitions`); only a partition that fails
+    a check is visited alone, for the failing rows' samples. `table`, when given, is a loaded
+    table whose metadata holds `snapshot_id` (saves a reload). `partition_files` maps partition
+    labels to the snapshot's files of each partition when the caller knows them (a ranged write
+    replaced the whole range, so within it the branch holds exactly the files it wrote, one
+    partition per file): no planning per partition then.
     """
     if not checks:
         return ()
@@ -108,6 +112,30 @@ def audit_snapshot(
             files = partition_files.get(partition.label, ())
             return snapshot_select(con, table, snapshot_id, partition, files)
 
+        def batch_select(batch: Sequence[RowWindow], group: str) -> str:
+            """The rows of every partition of `batch`, each with its position in `group`.
+
+            Contiguous partitions are read in one scan of their span (its files planned once,
+            or the partitions' known files), each row tagged by the partition whose window
+            holds it: with the comparisons of that partition's own predicate, so partition `i`
+            gets exactly the rows its own view shows (a ranged write's file holds rows of its
+            own partition only). Otherwise each partition's own select is stacked."""
+            position = _position_sql(batch, table.schema())
+            if position is None:
+                return " UNION ALL ".join(
+                    f"SELECT {number} AS {quote(group)}, * FROM ({partition_select(p)})"
+                    for number, p in enumerate(batch)
+                )
+            first, last = batch[0], batch[-1]
+            label = f"{first.label}..{last.label}"
+            span = RowWindow(first.column, first.start, last.end, label, first.transform)
+            if partition_files is None:
+                rows = snapshot_select(con, table, snapshot_id, span)
+            else:
+                files = [f for p in batch for f in partition_files.get(p.label, ())]
+                rows = snapshot_select(con, table, snapshot_id, span, files)
+            return f"SELECT {position} AS {quote(group)}, * FROM ({rows})"
+
         if partitions:
             select = partition_select(partitions[0])
         else:
@@ -121,18 +149,87 @@ def audit_snapshot(
                 create_view(con, split_identifier(ref), other, other_main)
         if not partitions:
             return tuple(run_checks(con, AUDIT_VIEW, checks))
-        results: list[CheckResult] = []
-        for number, partition in enumerate(partitions):
-            if number:
-                select = partition_select(partition)
-                con.execute(f"CREATE OR REPLACE VIEW {audit_view} AS {select}")
-            results += [
-                r.model_copy(update={"name": f"{r.name} [{partition.label}]"})
-                for r in run_checks(con, AUDIT_VIEW, checks)
-            ]
-        return tuple(results)
+        return _audit_partitions(con, checks, partitions, partition_select, batch_select, select)
     finally:
         con.close()
+
+
+AUDIT_BATCH = 32
+"""Partitions whose checks are counted by one query: the queries of a ranged audit do not
+grow with the range, and neither does their memory (a `unique` check holds the keys of at most
+this many partitions at once)."""
+GROUPED_VIEW = "__sluice_partitions"
+
+
+def _audit_partitions(
+    con: duckdb.DuckDBPyConnection,
+    checks: Sequence[Check],
+    partitions: Sequence[RowWindow],
+    partition_select: Callable[[RowWindow], str],
+    batch_select: Callable[[Sequence[RowWindow], str], str],
+    first_select: str,
+) -> tuple[CheckResult, ...]:
+    """The results of `run_checks` on each partition's rows (the `this` view showing the first
+    partition, as `first_select`), named `check [partition]`, in partition then check order.
+
+    Per batch of partitions, a view holds the rows of all of them, each tagged with its
+    partition's position (`batch_select`); `failing_counts_by_group` counts the checks it can
+    over that view, per partition. A partition is then visited alone (`this` re-pointed at it)
+    only for the checks it fails, to sample their rows, and for the checks that cannot be
+    counted so (`sql`, `relationships`, ...), which run as they always did: the results are the
+    same, with a few queries per batch instead of one per check and partition.
+    """
+    columns = {str(c).lower() for c in con.table(AUDIT_VIEW).columns}
+    group = next(
+        name
+        for n in range(len(columns) + 1)
+        if (name := "__sluice_partition" + "_" * n).lower() not in columns
+    )
+    shown = partitions[0]
+    results: list[CheckResult] = []
+    for offset in range(0, len(partitions), AUDIT_BATCH):
+        batch = partitions[offset : offset + AUDIT_BATCH]
+        stacked = batch_select(batch, group)
+        con.execute(f"CREATE OR REPLACE VIEW {quote(GROUPED_VIEW)} AS {stacked}")
+        counts = failing_counts_by_group(
+            con, GROUPED_VIEW, checks, group_column=group, groups=len(batch)
+        )
+        for number, partition in enumerate(batch):
+            known = [c[number] if c is not None else None for c in counts]
+            if any(k != 0 for k in known) and partition is not shown:
+                select = first_select if partition is partitions[0] else partition_select(partition)
+                con.execute(f"CREATE OR REPLACE VIEW {quote(AUDIT_VIEW)} AS {select}")
+                shown = partition
+            results += [
+                dataclasses.replace(r, name=f"{r.name} [{partition.label}]")
+                for r in run_checks(con, AUDIT_VIEW, checks, failing=known)
+            ]
+    return tuple(results)
+
+
+def _position_sql(batch: Sequence[RowWindow], schema: Schema) -> str | None:
+    """SQL giving, for a row of the windows' span, the position in `batch` of the window that
+    holds it (a binary search over the windows' bounds), or None unless the windows are
+    contiguous: each one ends with the very literal the next one starts with. The comparisons
+    are those of the windows' own predicates (`RowWindow.sql_predicate`), so a row of the span
+    is at position `i` exactly when window `i`'s predicate holds for it."""
+    bounds = [w.sql_bounds(schema) for w in batch]
+    column = batch[0].sql_column()
+    if any(w.column != batch[0].column for w in batch) or any(
+        bounds[i][1] != bounds[i + 1][0] for i in range(len(batch) - 1)
+    ):
+        return None
+
+    def search(low: int, high: int) -> str:
+        if high - low == 1:
+            return str(low)
+        middle = (low + high) // 2
+        return (
+            f"CASE WHEN {column} < {bounds[middle][0]} THEN {search(low, middle)} "
+            f"ELSE {search(middle, high)} END"
+        )
+
+    return search(0, len(batch))
 
 
 def window_check(table: Table, paths: Sequence[str], window: RowWindow) -> CheckResult:
@@ -252,9 +349,14 @@ def write_audit_publish(
     by_key = written.paths_by_key()
     known_files = by_key if partitions and set(by_key) <= {p.label for p in partitions} else None
 
+    loaded = [table]  # the first write may commit through the table `ensure_table` loaded
+
     def cycle(base: int) -> WapResult:
         """Write the branch on `base`, audit it, publish it (PublishConflictError if `main`
         is no longer `base`)."""
+        recent = loaded.pop() if loaded else None
+        if recent is not None and main_snapshot_id(recent) != base:
+            recent = None
         head, written_table = write_branch_table(
             lh,
             identifier,
@@ -263,6 +365,7 @@ def write_audit_publish(
             paths=written.paths,
             properties=properties,
             row_filter=row_filter,
+            recent=recent,
         )
         results = placed + audit_snapshot(
             lh,

@@ -17,7 +17,6 @@ from pyiceberg.expressions import And, BooleanExpression, GreaterThanOrEqual, Le
 from pyiceberg.schema import Schema
 from pyiceberg.transforms import DayTransform, HourTransform, MonthTransform, Transform
 from pyiceberg.types import DateType, TimestampType, TimestamptzType
-from sqlglot import exp
 
 from lakehouse.errors import SchemaChangeError
 
@@ -82,23 +81,29 @@ class RowWindow:
         )
 
     def sql_predicate(self, schema: Schema) -> str:
-        """DuckDB predicate selecting the window (values rendered by sqlglot, never spliced)."""
+        """DuckDB predicate selecting the window: the column quoted as an identifier, the bounds
+        as typed literals of their ISO text (never user input, and escaped all the same)."""
+        low, high = self.sql_bounds(schema)
+        column = self.sql_column()
+        return f"{column} >= {low} AND {column} < {high}"
+
+    def sql_column(self) -> str:
+        """The column as a quoted DuckDB identifier."""
+        return '"' + self.column.replace('"', '""') + '"'
+
+    def sql_bounds(self, schema: Schema) -> tuple[str, str]:
+        """The bounds as the typed DuckDB literals `sql_predicate` compares the column with."""
         low, high = self.bounds(schema)
         kind = (
             "DATE"
             if isinstance(low, date) and not isinstance(low, datetime)
             else ("TIMESTAMPTZ" if isinstance(low, datetime) and low.tzinfo else "TIMESTAMP")
         )
-        column = exp.column(self.column, quoted=True)
 
-        def literal(value: date | datetime) -> exp.Expression:
-            return exp.cast(exp.Literal.string(value.isoformat()), kind)
+        def literal(value: date | datetime) -> str:
+            return "CAST('" + value.isoformat().replace("'", "''") + f"' AS {kind})"
 
-        predicate = exp.and_(
-            exp.GTE(this=column.copy(), expression=literal(low)),
-            exp.LT(this=column.copy(), expression=literal(high)),
-        )
-        return predicate.sql(dialect="duckdb")
+        return literal(low), literal(high)
 
     def spec_transform(self, schema: Schema) -> Transform | None:  # type: ignore[type-arg]
         """The partition transform for the table, or None when Iceberg's UTC transforms would
@@ -122,15 +127,25 @@ class RowWindow:
 
     def split(self, rows: pa.Table) -> pa.Array:
         """Each row's partition within the window (by the window's transform, in its timezone),
-        so that every data file holds exactly one partition."""
+        so that every data file holds exactly one partition.
+
+        The key is the row's local wall-clock value formatted at the transform's precision.
+        Formatting is slow per row, so each value is first floored to the transform's unit
+        (which the format cannot tell apart) and only the distinct floored values, a handful
+        per batch, are formatted."""
         if self.column not in rows.column_names:
             raise SchemaChangeError(f"the result has no partition column {self.column!r}")
         values = rows.column(self.column).combine_chunks()
-        if pa.types.is_timestamp(values.type) and values.type.tz is not None:
-            zone = getattr(self.start.tzinfo, "key", "UTC")
-            values = values.cast(pa.timestamp(values.type.unit, tz=zone))
-        keys = pc.strftime(values, format=SPLIT_FORMATS[self.transform])
-        return pc.fill_null(keys, "null")
+        if pa.types.is_timestamp(values.type):
+            if values.type.tz is not None:
+                zone = getattr(self.start.tzinfo, "key", "UTC")
+                local = pc.local_timestamp(values.cast(pa.timestamp(values.type.unit, tz=zone)))
+            else:
+                local = values
+            values = pc.floor_temporal(local, unit=self.transform)
+        encoded = pc.dictionary_encode(values)
+        formatted = pc.strftime(encoded.dictionary, format=SPLIT_FORMATS[self.transform])
+        return pc.fill_null(pc.take(formatted, encoded.indices), "null")
 
     def to_json(self) -> list[str]:
         return [self.column, self.start.isoformat(), self.end.isoformat()]

@@ -6,6 +6,7 @@ function, the same planner and the same executor.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -131,7 +132,7 @@ def _record(result: StepOutcome | Blocked, step: PlannedStep, run_id: str) -> St
         rows=result.rows,
         error=result.error,
         reasons=reasons,
-        checks=[CheckRecord(**c.model_dump()) for c in result.checks],
+        checks=[CheckRecord(**dataclasses.asdict(c)) for c in result.checks],
     )
 
 

@@ -4,6 +4,7 @@ lookback, and how plans and staleness work per partition. No I/O."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -314,9 +315,12 @@ def test_upstream_keys_cover_exactly_the_window_widened_by_lookback(
 
     # The widened window: from the start of the partition `lookback` before (even one before
     # this asset's own start: it reads its upstream's history), to this one's end.
+    # Stepped back in elapsed time, not wall time: a wall time inside a skipped local day
+    # (Pacific/Apia, 2011-12-30) would read as the day after.
     back = {"hour": timedelta(hours=1), "day": timedelta(days=1), "month": timedelta(days=31)}
     unclipped = TimePartitions(granularity, "2000-01-01", "ts", zone)  # type: ignore[arg-type]
-    earlier = unclipped.keys(unclipped.key_of(moment - back[granularity] * (lookback + 3)), key)
+    instant = moment.replace(tzinfo=ZoneInfo(zone)).astimezone(UTC)
+    earlier = unclipped.keys(unclipped.key_of(instant - back[granularity] * (lookback + 3)), key)
     first = earlier[-1 - lookback]
     want_start, want_end = span(own, first)[0], span(own, key)[1]
 

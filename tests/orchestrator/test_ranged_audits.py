@@ -7,6 +7,7 @@ import pytest
 from conftest import ProjectDir
 from partition_shop import publishes, set_knobs, table_rows
 
+from lakehouse import wap
 from lakehouse.catalog import open_catalog
 from lakehouse.provenance import published_history
 from orchestrator.backfill import BackfillRequest, run_backfill
@@ -106,6 +107,28 @@ def test_a_partition_breaking_a_check_fails_the_whole_range_and_is_named(
     cli = daily.sluice("backfill", "bronze.orders", "--from", D1, "--to", D3, "--ranged")
     assert cli.code == 1
     assert f"audit failed: unique(order_id) [{D2}]" in cli.out, cli.out
+
+
+def test_a_failing_partition_in_a_later_audit_batch_is_named_with_its_samples(
+    daily: ProjectDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Checks are counted for a few partitions at a time: the failure is in the third batch.
+    monkeypatch.setattr(wap, "AUDIT_BATCH", 2)
+    days = [f"2024-01-0{d}" for d in range(1, 8)]
+    set_knobs(daily.root, dup_days=[days[5]])
+    step = _step(daily, days[0], days[-1])
+    assert step.status == "audit_failed"
+    [failed] = [c for c in step.checks if c.blocking]
+    assert failed.name == f"unique(order_id) [{days[5]}]"
+    assert (failed.failing_rows, failed.samples) == (1, [{"order_id": 1, "n": 2}])
+    audited = [c for c in step.checks if c.kind != "partition_window"]
+    assert [c.name for c in audited] == [
+        f"{check} [{day}]"
+        for day in days
+        for check in ("unique(order_id)", "row_count(min=3, max=3)")
+    ]
+    assert all(c.samples == [] for c in audited if c.passed)
+    assert table_rows(daily.root, "bronze.orders") == []  # main untouched
 
 
 # Partitions in New York time over a timestamptz column: each partition's checks see exactly
