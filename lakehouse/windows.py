@@ -81,15 +81,17 @@ class RowWindow:
         )
 
     def sql_predicate(self, schema: Schema) -> str:
-        """DuckDB predicate selecting the window: the column quoted as an identifier, the bounds
-        as typed literals of their ISO text (never user input, and escaped all the same)."""
+        """DuckDB predicate selecting the window (column and bounds rendered by sqlglot, never
+        spliced)."""
         low, high = self.sql_bounds(schema)
         column = self.sql_column()
         return f"{column} >= {low} AND {column} < {high}"
 
     def sql_column(self) -> str:
         """The column as a quoted DuckDB identifier."""
-        return '"' + self.column.replace('"', '""') + '"'
+        from sqlglot import exp
+
+        return str(exp.column(self.column, quoted=True).sql(dialect="duckdb"))
 
     def sql_bounds(self, schema: Schema) -> tuple[str, str]:
         """The bounds as the typed DuckDB literals `sql_predicate` compares the column with."""
@@ -100,8 +102,11 @@ class RowWindow:
             else ("TIMESTAMPTZ" if isinstance(low, datetime) and low.tzinfo else "TIMESTAMP")
         )
 
+        from sqlglot import exp
+
         def literal(value: date | datetime) -> str:
-            return "CAST('" + value.isoformat().replace("'", "''") + f"' AS {kind})"
+            cast = exp.cast(exp.Literal.string(value.isoformat()), kind)
+            return str(cast.sql(dialect="duckdb"))
 
         return literal(low), literal(high)
 
