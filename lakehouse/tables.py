@@ -177,7 +177,9 @@ def ensure_table(
     A new table gets an empty first snapshot on `main` (marked `sluice.initial`) so that audit
     branches always have a parent: consumers see an empty table, never unaudited rows; and it
     gets `MANIFEST_PROPERTIES`. With `partitioning`, the table's spec gets that transform of
-    `partition_column` (replacing a partition is then a metadata operation on whole files).
+    `partition_column` (replacing a partition is then a metadata operation on whole files);
+    without a transform, the spec loses its partition fields (files already written keep
+    theirs), so that a result spanning partitions can be added.
     """
     table = load_table(catalog, identifier)
     if table is None:
@@ -190,9 +192,11 @@ def ensure_table(
         with table.update_schema() as update:
             update.union_by_name(schema)
         table = catalog.load_table(identifier)
+    transform = None
     if partitioning is not None and partition_column is not None:
         transform = partitioning(table.schema())
-        if transform is not None and not _has_partition(table, partition_column, transform):
+    if transform is not None and partition_column is not None:
+        if not _has_partition(table, partition_column, transform):
             source_id = table.schema().find_field(partition_column).field_id
             with table.update_spec() as update:
                 for field in table.spec().fields:
@@ -200,6 +204,13 @@ def ensure_table(
                 update.add_field(partition_column, transform, f"{partition_column}_{transform}")
             table = catalog.load_table(identifier)
             assert any(f.source_id == source_id for f in table.spec().fields)
+    elif table.spec().fields:
+        # No partition transform any more (the asset stopped being partitioned, or its
+        # partitions no longer align with Iceberg's UTC transforms): new files are unpartitioned.
+        with table.update_spec() as update:
+            for field in table.spec().fields:
+                update.remove_field(field.name)
+        table = catalog.load_table(identifier)
     if table.metadata.current_snapshot_id is None:
         with table.transaction() as tx:
             tx.update_snapshot(

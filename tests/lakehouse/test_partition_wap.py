@@ -124,6 +124,17 @@ def test_partition_writes_give_the_table_a_matching_partition_spec(
         assert "None" not in partition
 
 
+def test_a_table_whose_asset_stopped_being_partitioned_takes_a_full_refresh(
+    lh: Lakehouse, pwap: PartitionWap, wap: PartitionWap, rows: Rows
+) -> None:
+    seed(pwap)
+    across_days = pa.concat_tables([day_rows(DAYS[0], [7]), day_rows(DAYS[2], [8])])
+    result = wap("p.orders", across_days, run_id="unpartitioned")
+    assert result.status == "published"
+    assert sorted(r["id"] for r in rows("p.orders")) == [7, 8]
+    assert not lh.table("p.orders").spec().fields
+
+
 def test_replacing_a_partition_rewrites_no_other_partitions_files(
     lh: Lakehouse, pwap: PartitionWap, rows: Rows
 ) -> None:
