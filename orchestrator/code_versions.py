@@ -21,15 +21,14 @@ import contextlib
 import copy
 import hashlib
 import inspect
-import json
-import os
-import tempfile
 import textwrap
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from orchestrator.cache_files import read_json_object, section, write_json_atomically
 
 CACHE_FORMAT = 1
 """Bump when the version algorithm changes: older cache files are then ignored."""
@@ -192,33 +191,7 @@ class CodeVersionCache:
 
 
 def _load(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT:
-        return {}
-    files = data.get("files")
-    return files if isinstance(files, dict) else {}
-
-
-def write_json_atomically(path: Path, data: object) -> None:
-    """Replace `path` with `data` as JSON, or leave it as it was: readers never see half a file.
-
-    Failures (read-only folder, full disk) are ignored: a cache that cannot be written only
-    costs the next run some time.
-    """
-    with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as out:
-                json.dump(data, out, separators=(",", ":"))
-            os.replace(temp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
-            raise
+    return section(read_json_object(path, format=CACHE_FORMAT), "files")
 
 
 _active: ContextVar[CodeVersionCache | None] = ContextVar("sluice_code_versions", default=None)

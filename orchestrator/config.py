@@ -34,7 +34,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -232,7 +231,7 @@ def _settings(path: Path, cache: Path) -> dict[str, Any]:
         return _DEFAULTS
     settings = _from_plain(plain)
     if version is not None:
-        from orchestrator.code_versions import write_json_atomically
+        from orchestrator.cache_files import write_json_atomically
 
         write_json_atomically(cache, {"version": version, "sha256": key, "settings": plain})
     return settings
@@ -271,13 +270,15 @@ def _from_plain(plain: dict[str, Any]) -> dict[str, Any]:
 
 def _remembered(cache: Path, version: str, key: str) -> dict[str, Any] | None:
     """The settings validated for the text of sha256 `key` with this schema, if remembered."""
+    from orchestrator.cache_files import read_json_object
+
+    data = read_json_object(cache, version=version, sha256=key)
+    if data is None:
+        return None
     try:
-        data = json.loads(cache.read_bytes())
-        if data["version"] == version and data["sha256"] == key:
-            return _from_plain(data["settings"])
-    except (OSError, ValueError, LookupError, TypeError, AttributeError):
-        pass  # no cache, or not one this module wrote: validate
-    return None
+        return _from_plain(data["settings"])
+    except (ValueError, LookupError, TypeError, AttributeError):
+        return None  # not a cache this module wrote: validate
 
 
 @functools.cache

@@ -21,14 +21,13 @@ Guarantees:
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from orchestrator.code_versions import write_json_atomically
+from orchestrator.cache_files import read_json_object, section, write_json_atomically
 from orchestrator.published import TableState, table_state
 
 if TYPE_CHECKING:
@@ -161,11 +160,4 @@ class PublishedCache:
         return states
 
     def _load(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
-        if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT:
-            return {}
-        tables = data.get("tables")
-        return tables if isinstance(tables, dict) else {}
+        return section(read_json_object(self.path, format=CACHE_FORMAT), "tables")

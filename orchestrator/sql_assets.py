@@ -27,7 +27,6 @@ import functools
 import hashlib
 import importlib.util
 import inspect
-import json
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -45,7 +44,7 @@ from orchestrator.assets import (
     partitioned_version,
     validate_name,
 )
-from orchestrator.code_versions import write_json_atomically
+from orchestrator.cache_files import read_json_object, section, write_json_atomically
 from orchestrator.errors import DefinitionError, SqlParseError
 from orchestrator.partitions import TimePartitions
 
@@ -255,18 +254,8 @@ class QueryCache:
     @functools.cached_property
     def _stored(self) -> dict[str, dict[str, list[Any]]]:
         """The file's entries by section (read on first use), or none if it is not valid."""
-        found: dict[str, dict[str, list[Any]]] = {name: {} for name in self._SECTIONS}
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return found
-        if not isinstance(data, dict) or data.get("version") != self._version:
-            return found
-        for name in self._SECTIONS:
-            section = data.get(name)
-            if isinstance(section, dict):
-                found[name] = section
-        return found
+        data = read_json_object(self.path, version=self._version)
+        return {name: section(data, name) for name in self._SECTIONS}
 
     @staticmethod
     def _key(text: str) -> str:
