@@ -185,42 +185,17 @@ def write_branch(
     properties: dict[str, str],
     replace: bool = True,
     row_filter: BooleanExpression | None = None,
-) -> int:
-    """Create `branch` at `base_snapshot_id` holding `paths`.
+    recent: Table | None = None,
+) -> tuple[int, Table]:
+    """Create `branch` at `base_snapshot_id` holding `paths`; returns the branch head and the
+    table as it was right after the commit (its metadata holds the head, for a caller that
+    reads the branch next).
 
     With `replace`, the rows matching `row_filter` (all rows when None) are removed first, so a
     partition is replaced exactly. One catalog commit: the branch never exists half-written.
-    Both snapshots of the commit carry `properties`. Returns the branch head.
-    """
-    head, _ = write_branch_table(
-        lh,
-        identifier,
-        branch=branch,
-        base_snapshot_id=base_snapshot_id,
-        paths=paths,
-        properties=properties,
-        replace=replace,
-        row_filter=row_filter,
-    )
-    return head
-
-
-def write_branch_table(
-    lh: Lakehouse,
-    identifier: str,
-    *,
-    branch: str,
-    base_snapshot_id: int,
-    paths: tuple[str, ...],
-    properties: dict[str, str],
-    replace: bool = True,
-    row_filter: BooleanExpression | None = None,
-    recent: Table | None = None,
-) -> tuple[int, Table]:
-    """`write_branch`, also returning the table as it was right after the commit (its
-    metadata holds the branch head), for a caller that reads the branch next. `recent`, when
-    given, is a table object loaded since `base_snapshot_id` became main's head (spares a
-    reload: a stale one fails the commit, which is retried on a fresh load)."""
+    Both snapshots of the commit carry `properties`. `recent`, when given, is a table object
+    loaded since `base_snapshot_id` became main's head (spares a reload: a stale one fails the
+    commit, which is retried on a fresh load)."""
 
     _require_audit_branch(identifier, branch)
     wanted = set(paths)

@@ -28,7 +28,7 @@ from lakehouse.branches import (
     main_snapshot_id,
     publish,
     remove_branch,
-    write_branch_table,
+    write_branch,
 )
 from lakehouse.errors import PublishConflictError, SluiceError
 from lakehouse.provenance import Provenance, main_lineage, snapshot_provenance
@@ -357,7 +357,7 @@ def write_audit_publish(
         recent = loaded.pop() if loaded else None
         if recent is not None and main_snapshot_id(recent) != base:
             recent = None
-        head, written_table = write_branch_table(
+        head, written_table = write_branch(
             lh,
             identifier,
             branch=branch,

@@ -57,7 +57,7 @@ def test_write_branch_then_publish_moves_main_to_exactly_the_head(
     lh: Lakehouse, base: int, files, rows
 ) -> None:
     paths = files([10, 11, 12])
-    head = write_branch(
+    head, _ = write_branch(
         lh, IDENT, branch="sluice-r1", base_snapshot_id=base, paths=paths, properties=_props("r1")
     )
 
@@ -79,7 +79,7 @@ def test_write_branch_then_publish_moves_main_to_exactly_the_head(
 def test_write_branch_without_replace_keeps_the_base_rows(
     lh: Lakehouse, base: int, files, rows
 ) -> None:
-    head = write_branch(
+    head, _ = write_branch(
         lh,
         IDENT,
         branch="sluice-add",
@@ -94,7 +94,7 @@ def test_write_branch_without_replace_keeps_the_base_rows(
 def test_publish_when_main_moved_is_a_conflict_and_keeps_the_branch(
     lh: Lakehouse, base: int, files, rows
 ) -> None:
-    head_a = write_branch(
+    head_a, _ = write_branch(
         lh,
         IDENT,
         branch="sluice-a",
@@ -102,7 +102,7 @@ def test_publish_when_main_moved_is_a_conflict_and_keeps_the_branch(
         paths=files([100]),
         properties=_props("a"),
     )
-    head_b = write_branch(
+    head_b, _ = write_branch(
         lh,
         IDENT,
         branch="sluice-b",
@@ -123,7 +123,7 @@ def test_publish_when_main_moved_is_a_conflict_and_keeps_the_branch(
 
 
 def test_publish_is_idempotent(lh: Lakehouse, base: int, files, rows) -> None:
-    head = write_branch(
+    head, _ = write_branch(
         lh,
         IDENT,
         branch="sluice-r1",
@@ -146,7 +146,7 @@ def test_publish_is_idempotent(lh: Lakehouse, base: int, files, rows) -> None:
 def test_publish_refuses_a_head_that_does_not_descend_from_main(
     lh: Lakehouse, base: int, files, rows
 ) -> None:
-    stale = write_branch(
+    stale, _ = write_branch(
         lh,
         IDENT,
         branch="sluice-old",
@@ -154,7 +154,7 @@ def test_publish_refuses_a_head_that_does_not_descend_from_main(
         paths=files([5]),
         properties=_props("o"),
     )
-    newer = write_branch(
+    newer, _ = write_branch(
         lh,
         IDENT,
         branch="sluice-new",
@@ -175,11 +175,11 @@ def test_write_branch_retry_of_a_landed_commit_returns_the_same_head(
     lh: Lakehouse, base: int, files
 ) -> None:
     paths = files([1])
-    first = write_branch(
+    first, _ = write_branch(
         lh, IDENT, branch="sluice-r1", base_snapshot_id=base, paths=paths, properties=_props("r1")
     )
     snapshots = len(lh.table(IDENT).snapshots())
-    again = write_branch(
+    again, _ = write_branch(
         lh, IDENT, branch="sluice-r1", base_snapshot_id=base, paths=paths, properties=_props("r1")
     )
     assert again == first
@@ -189,7 +189,7 @@ def test_write_branch_retry_of_a_landed_commit_returns_the_same_head(
 def test_write_branch_never_reuses_a_branch_holding_other_files(
     lh: Lakehouse, base: int, files, rows
 ) -> None:
-    first = write_branch(
+    first, _ = write_branch(
         lh,
         IDENT,
         branch="sluice-r1",
@@ -247,7 +247,7 @@ def test_remove_branch_refuses_main_and_removes_audit_branches(
 
 
 def test_list_branches_lists_only_sluice_branches(lh: Lakehouse, base: int, files, wap) -> None:
-    kept = write_branch(
+    kept, _ = write_branch(
         lh,
         IDENT,
         branch="sluice-r1",
@@ -274,7 +274,7 @@ def test_list_branches_lists_only_sluice_branches(lh: Lakehouse, base: int, file
 def test_rollback_moves_main_back_only_within_its_history(
     lh: Lakehouse, base: int, files, rows
 ) -> None:
-    published = write_branch(
+    published, _ = write_branch(
         lh,
         IDENT,
         branch="sluice-r1",
@@ -283,7 +283,7 @@ def test_rollback_moves_main_back_only_within_its_history(
         properties=_props("r1"),
     )
     publish(lh, IDENT, branch="sluice-r1", base_snapshot_id=base, head=published)
-    unpublished = write_branch(
+    unpublished, _ = write_branch(
         lh,
         IDENT,
         branch="sluice-r2",

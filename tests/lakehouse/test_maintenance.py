@@ -199,7 +199,7 @@ def test_abandoned_branch_snapshots_are_expired_and_never_published(
     # What a re-apply leaves behind: a written branch, then removed.
     data = pa.table({"id": [5]})
     written = write_data_files(lh.table(T), data_reader(data), data.schema, prefix="x")
-    head = write_branch(
+    head, _ = write_branch(
         lh,
         T,
         branch="sluice-abandoned",

@@ -391,7 +391,7 @@ def test_eight_writers_of_eight_partitions_all_publish_each_exactly_once(
     barrier = threading.Barrier(len(days), timeout=60)
     audited: set[int] = set()
     writes: dict[str, int] = {}
-    real_audit, real_write = wap_module.audit_snapshot, wap_module.write_branch_table
+    real_audit, real_write = wap_module.audit_snapshot, wap_module.write_branch
 
     def audit_after_all_wrote(*args: Any, **kwargs: Any) -> Any:
         if threading.get_ident() not in audited:
@@ -404,7 +404,7 @@ def test_eight_writers_of_eight_partitions_all_publish_each_exactly_once(
         return real_write(*args, **kwargs)
 
     monkeypatch.setattr(wap_module, "audit_snapshot", audit_after_all_wrote)
-    monkeypatch.setattr(wap_module, "write_branch_table", counted_write)
+    monkeypatch.setattr(wap_module, "write_branch", counted_write)
     ids = {d: [i * 100 + n for n in range(3)] for i, d in enumerate(days)}
 
     def one(day: str) -> WapResult | Exception:

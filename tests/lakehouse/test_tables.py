@@ -142,7 +142,7 @@ def _append(lh: Lakehouse, identifier: str, data: pa.Table, run_id: str) -> None
         write_schema(table, storable_schema(data.schema)),
         prefix=f"sluice-{run_id}",
     )
-    head = write_branch(
+    head, _ = write_branch(
         lh,
         identifier,
         branch=f"sluice-{run_id}",

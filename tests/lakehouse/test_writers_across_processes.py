@@ -38,7 +38,7 @@ WORKER = textwrap.dedent(
     )
     writes = {}
     audited = set()
-    real_audit, real_write = wap.audit_snapshot, wap.write_branch_table
+    real_audit, real_write = wap.audit_snapshot, wap.write_branch
 
     def audit_after_all_wrote(*args, **kwargs):
         # Every writer of both processes writes its branch on the same main before any
@@ -56,7 +56,7 @@ WORKER = textwrap.dedent(
         writes[kwargs["branch"]] = writes.get(kwargs["branch"], 0) + 1
         return real_write(*args, **kwargs)
 
-    wap.audit_snapshot, wap.write_branch_table = audit_after_all_wrote, counted_write
+    wap.audit_snapshot, wap.write_branch = audit_after_all_wrote, counted_write
 
     def one(day):
         start = datetime.fromisoformat(day).replace(tzinfo=timezone.utc)
