@@ -179,7 +179,7 @@ def test_planning_an_unchanged_project_parses_no_sql(materialized: Path) -> None
 def test_a_plain_line_prints_exactly_as_the_console_prints_it(
     text: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from orchestrator.cli import Output
+    from orchestrator.output import Output
 
     Output().line(text)
     plain = capsys.readouterr().out
