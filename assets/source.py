@@ -47,7 +47,6 @@ from itertools import accumulate
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 GENERATOR_VERSION = "2"
 DEFAULT_SEED = 42
@@ -310,11 +309,15 @@ def _noisy(status: str, roll: float) -> str:
 
 
 def _ids(prefix: str, numbers: pa.Array, width: int) -> pa.Array:
+    import pyarrow.compute as pc  # here, not at the top: 30 ms that every `sluice plan` would pay
+
     digits = pc.utf8_lpad(pc.cast(numbers, pa.string()), width=width, padding="0")
     return pc.binary_join_element_wise(prefix, digits, "")
 
 
 def _amounts(cents: pa.Array) -> pa.Array:
+    import pyarrow.compute as pc
+
     whole = pc.divide(cents, 100)  # integer division
     fraction = pc.utf8_lpad(
         pc.cast(pc.subtract(cents, pc.multiply(whole, 100)), pa.string()), 2, "0"
@@ -341,6 +344,8 @@ def order_batch(
     them as the source's strings, and a few records get a defect rendered in place (`*_defect`,
     null when none). Every record has `order_date == day`.
     """
+    import pyarrow.compute as pc
+
     _check_day(day)
     start, stop = batch * batch_rows, min(rows, (batch + 1) * batch_rows)
     if start >= stop:
