@@ -144,12 +144,22 @@ class StateConfig(_Section):
     url: str | None = None
 
 
+@dataclass(frozen=True)
+class BackfillConfig(_Section):
+    """`[backfill]`: how `--ranged` splits a range."""
+
+    max_partitions_per_call: int = field(default=31, metadata=_limits(ge=1, le=100_000))
+    """`--ranged` calls an asset on at most this many partitions at once and streams each
+    call's rows into the range's one write: memory follows this, not the range's length."""
+
+
 SECTIONS: dict[str, type[_Section]] = {
     "state": StateConfig,
     "executor": ExecutorConfig,
     "alerts": AlertsConfig,
     "retry": RetryConfig,
     "maintenance": MaintenanceConfig,
+    "backfill": BackfillConfig,
 }
 """Every table of `sluice.toml` but `[catalog]`, whose keys are the catalog's properties (any
 value, used as a string)."""
@@ -170,6 +180,7 @@ class ProjectConfig:
     alerts: AlertsConfig
     retry: RetryConfig = field(default_factory=RetryConfig)
     maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
+    backfill: BackfillConfig = field(default_factory=BackfillConfig)
 
 
 def _absolute_url(value: str, root: Path) -> str:
@@ -214,6 +225,7 @@ def load_config(root: Path) -> ProjectConfig:
         alerts=settings["alerts"],
         retry=settings["retry"],
         maintenance=settings["maintenance"],
+        backfill=settings["backfill"],
     )
 
 

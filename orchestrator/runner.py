@@ -14,13 +14,14 @@ import re
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
+import pyarrow as pa
 from pyiceberg.table import Table
 
 from lakehouse import duck
@@ -232,6 +233,71 @@ def _compute(
     return asset.fn(*args, **kwargs)
 
 
+def _result(
+    project: Project,
+    lh: Lakehouse,
+    con: duckdb.DuckDBPyConnection,
+    spec: StepSpec,
+    keys: tuple[str, ...],
+) -> pa.RecordBatchReader:
+    """The asset's rows for partitions `keys` of the step (all of them unless the step is a
+    ranged write split into calls), read from its pinned inputs for those partitions."""
+    key = AssetKey.parse(spec.asset)
+    asset = project.graph.assets[key]
+    inputs = _open_inputs(project, lh, con, replace(spec, partitions=keys))
+    partition = None
+    if asset.partitions is not None and keys and spec.partition:
+        label = spec.partition if keys == spec.partitions else _label(keys)
+        window = window_of(asset.partitions, keys, label)
+        partition = Partition(label, window.start, window.end)
+    ctx = AssetContext(
+        asset=key,
+        run_id=spec.run_id,
+        con=con,
+        partition=partition,
+        prepare=lambda: inputs.create_views(con),
+    )
+    try:
+        return to_reader(_compute(asset, project.graph.inputs(key), ctx, con, inputs), key)
+    except SluiceError as exc:
+        if exc.file is None:
+            exc.file, exc.line = asset.file, asset.line
+        raise
+    except Exception as exc:
+        raise _UserCodeError(_user_error(asset, exc)) from exc
+
+
+def _label(keys: Sequence[str]) -> str:
+    return keys[0] if len(keys) == 1 else f"{keys[0]}..{keys[-1]}"
+
+
+def _chained(
+    key: AssetKey,
+    first: pa.RecordBatchReader,
+    rest: Iterator[tuple[str, pa.RecordBatchReader]],
+) -> pa.RecordBatchReader:
+    """One stream of the calls' rows; a call starts when the one before it is read out (they
+    share one DuckDB connection, and memory holds one call at a time)."""
+
+    def columns(schema: pa.Schema) -> str:
+        return ", ".join(f"{f.name} {f.type}" for f in schema)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        yield from first
+        for label, reader in rest:
+            if not reader.schema.equals(first.schema):
+                raise SluiceError(
+                    f"returned columns ({columns(reader.schema)}) for {label}, not those of "
+                    f"the first call ({columns(first.schema)}): a --ranged write calls the "
+                    "asset once per group of partitions, and every call must return the same "
+                    "column names and types",
+                    asset=str(key),
+                )
+            yield from reader
+
+    return pa.RecordBatchReader.from_batches(first.schema, batches())
+
+
 def _takes_context(asset: Asset) -> bool:
     assert asset.fn is not None
     params = list(inspect.signature(asset.fn).parameters)
@@ -256,31 +322,20 @@ def _attempt(project: Project, lh: Lakehouse, spec: StepSpec) -> StepOutcome:
         # times of the partition's timezone, and compare right with a timestamptz column only
         # in that session TimeZone (UTC for unpartitioned assets).
         duck.set_timezone(con, asset.partitions.timezone if asset.partitions else "UTC")
-        inputs = _open_inputs(project, lh, con, spec)
         window = None
-        partition = None
         ranged: list[RowWindow] = []
+        calls = [spec.partitions]
         if asset.partitions is not None and spec.partitions and spec.partition:
             window = window_of(asset.partitions, spec.partitions, spec.partition)
-            partition = Partition(spec.partition, window.start, window.end)
             if len(spec.partitions) > 1:  # a ranged write: its checks run per partition
                 ranged = [window_of(asset.partitions, [p], p) for p in spec.partitions]
-        ctx = AssetContext(
-            asset=key,
-            run_id=spec.run_id,
-            con=con,
-            partition=partition,
-            prepare=lambda: inputs.create_views(con),
-        )
-        try:
-            value = _compute(asset, project.graph.inputs(key), ctx, con, inputs)
-            reader = to_reader(value, key)
-        except SluiceError as exc:
-            if exc.file is None:
-                exc.file, exc.line = asset.file, asset.line
-            raise
-        except Exception as exc:
-            raise _UserCodeError(_user_error(asset, exc)) from exc
+                size = project.config.backfill.max_partitions_per_call
+                keys = spec.partitions
+                calls = [keys[i : i + size] for i in range(0, len(keys), size)]
+        reader = _result(project, lh, con, spec, calls[0])
+        if len(calls) > 1:
+            rest = ((_label(c), _result(project, lh, con, spec, c)) for c in calls[1:])
+            reader = _chained(key, reader, rest)
         provenance = Provenance(
             run_id=spec.run_id,
             code_version=asset.code_version,

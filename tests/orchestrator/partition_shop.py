@@ -5,7 +5,7 @@ and silver.rolling (Python, daily, lookback=1) <- silver.orders. `knobs.json` at
 root steers bronze per day: `bad_days` (a null order_id: fails not_null), `stray_days` (a row
 dated the next day: fails partition_window), `slow_days` (touch `reached-<day>`, then sleep),
 `gate_days` (touch `reached-<day>`, then wait for a file `go`), `bump` (different amounts: a
-real change of the data).
+real change of the data). Bronze appends each call's partition key to `calls.log`.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ RAW = """
     )
     def raw_orders(ctx):
         k = knobs()
+        with (ROOT / "calls.log").open("a") as log:
+            log.write(ctx.partition.key + "\\n")
         ids, stamps, amounts = [], [], []
         day = ctx.partition.start
         while day < ctx.partition.end:  # one day, or every day of a --ranged write

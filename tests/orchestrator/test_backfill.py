@@ -158,6 +158,63 @@ def test_ranged_backfill_writes_one_snapshot_per_asset_with_the_same_rows(
         assert ": 0 published, 0 failed, 7 already fresh" in again.out, again.out
 
 
+def test_ranged_backfill_calls_assets_on_at_most_max_partitions_per_call(
+    make_project: Callable[[str], ProjectDir],
+) -> None:
+    per_partition, ranged = make_project("per_partition"), make_project("ranged")
+    per_partition.write(FILES)
+    ranged.write({**FILES, "sluice.toml": "[backfill]\nmax_partitions_per_call = 2\n"})
+    assert per_partition.sluice("backfill", *ORDERS_CHAIN, "--from", D1, "--to", D3).code == 0
+    result = ranged.sluice("backfill", *ORDERS_CHAIN, "--from", D1, "--to", D3, "--ranged")
+    assert result.code == 0, result.out
+
+    assert (ranged.root / "calls.log").read_text().split() == [f"{D1}..{D2}", D3]
+    # Still one write per asset, and each call read only its own partitions' upstream rows
+    # (silver's SQL has no filter of its own: a call seeing the whole range would duplicate).
+    assert publishes(ranged.root, "bronze.raw_orders") == [f"{D1}..{D3}"]
+    assert publishes(ranged.root, "silver.orders") == [f"{D1}..{D3}"]
+    for table in ORDERS_CHAIN:
+        assert table_rows(ranged.root, table) == table_rows(per_partition.root, table), table
+
+
+SHIFTING = """
+    import pyarrow as pa
+
+    from orchestrator import DailyPartitions, asset
+
+
+    @asset(layer="bronze", partitions=DailyPartitions(start="2024-01-01", column="ts"))
+    def shifting(ctx):
+        # A column typed by its values: all nulls (type null) on the first day only.
+        first = ctx.partition.key.startswith("2024-01-01")
+        return pa.table(
+            {
+                "ts": pa.array([ctx.partition.start], pa.timestamp("us", tz="UTC")),
+                "note": pa.array([None] if first else ["x"]),
+            }
+        )
+"""
+
+
+def test_ranged_calls_returning_different_columns_fail_naming_the_asset(
+    project: ProjectDir,
+) -> None:
+    project.write(
+        {
+            "assets/bronze/shifting.py": SHIFTING,
+            "sluice.toml": "[backfill]\nmax_partitions_per_call = 1\n",
+        }
+    )
+    result = project.sluice("backfill", "bronze.shifting", "--from", D1, "--to", D2, "--ranged")
+    assert result.code == 1, result.out
+    assert f"failed bronze.shifting@{D1}..{D2}" in result.out, result.out
+    assert (
+        f"returned columns (ts timestamp[us, tz=UTC], note string) for {D2}, not those of "
+        f"the first call (ts timestamp[us, tz=UTC], note null)"
+    ) in result.out, result.out
+    assert table_rows(project.root, "bronze.shifting") == []  # main untouched: still empty
+
+
 def test_ranged_backfill_with_a_failing_partition_publishes_nothing_of_the_range(
     shop: ProjectDir,
 ) -> None:
