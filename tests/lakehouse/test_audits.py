@@ -104,6 +104,20 @@ def test_unique_count_column_does_not_clash_with_a_key_named_n() -> None:
     assert result.samples == [{"n": 1, "n_": 2}]
 
 
+def test_unique_treats_keys_as_grouping_does() -> None:
+    """Signed zeros and NaNs of a float key are one key each (as GROUP BY has them); so are
+    equal strings, whatever hashes or collisions the pass/fail shortcut meets."""
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE t AS SELECT * FROM (VALUES (0.0::DOUBLE, 'a'), (-0.0::DOUBLE, 'b'), "
+        "('nan'::DOUBLE, 'c'), (-'nan'::DOUBLE, 'd'), (1.5::DOUBLE, 'a')) AS v(x, s)"
+    )
+    result = run_one(con, checks.unique("x"), "t")
+    assert result.failing_rows == 2  # 0.0 and NaN, each twice
+    assert run_one(con, checks.unique("s"), "t").failing_rows == 1
+    assert_passes(con, checks.unique("x", "s"), "t")
+
+
 # --- accepted_values --------------------------------------------------------------------------
 
 
