@@ -52,8 +52,9 @@ def _quote(name: str) -> str:
     return str(exp.to_identifier(name, quoted=True).sql(dialect="duckdb"))
 
 
-def connect() -> duckdb.DuckDBPyConnection:
-    """A fresh, private DuckDB session in UTC, without a progress bar (logs stay clean)."""
+def connect(timezone: str = DEFAULT_TIMEZONE) -> duckdb.DuckDBPyConnection:
+    """A fresh, private DuckDB session in `timezone` (an IANA name; UTC unless told),
+    without a progress bar (logs stay clean)."""
     global _database
     name = f"sluice_session_{next(_names)}"
     with _lock:
@@ -66,7 +67,7 @@ def connect() -> duckdb.DuckDBPyConnection:
     weakref.finalize(con, _unused.append, name)
     con.execute(f"ATTACH ':memory:' AS {_quote(name)}")
     con.execute(f"USE {_quote(name)}")
-    set_timezone(con, DEFAULT_TIMEZONE)
+    set_timezone(con, timezone)
     return con
 
 

@@ -118,13 +118,23 @@ def snapshot_files(
     # datetimes, yet select different rows of a timestamp column without time zone.
     scope = (window.column, window.start.isoformat(), window.end.isoformat()) if window else None
     schema_id = table.metadata.current_schema_id if window is not None else None
-    key = (str(table.metadata.table_uuid), snapshot_id, scope, schema_id)
+    key = _file_list_key(table, snapshot_id, scope, schema_id)
     found: tuple[tuple[str, ...] | None] | None = _file_lists.get(key)
     if found is None:
         planned = _plan_files(table, snapshot_id, window)
         found = (tuple(planned) if planned is not None else None,)
         _file_lists.put(key, found)
     return list(found[0]) if found[0] is not None else None
+
+
+def _file_list_key(table: Table, snapshot_id: int, *scope: object) -> tuple[object, ...]:
+    return (str(table.metadata.table_uuid), snapshot_id, *scope)
+
+
+def remember_snapshot_files(table: Table, snapshot_id: int, files: Sequence[str]) -> None:
+    """Record all of a snapshot's data files, for a writer that knows them exactly (a
+    whole-table write: the files it wrote, no delete files): its readers need not plan it."""
+    _file_lists.put(_file_list_key(table, snapshot_id, None, None), (tuple(files),))
 
 
 def _plan_files(table: Table, snapshot_id: int, window: RowWindow | None) -> list[str] | None:
@@ -191,12 +201,7 @@ def _snapshot_select(
         name = f"__sluice_snapshot_{next(_counter)}"
         con.register(name, data)
         return f"SELECT * FROM {quote(name)}"
-    literal_files = exp.Array(expressions=[exp.Literal.string(_local(p)) for p in files])
-    source = exp.func(
-        "read_parquet",
-        literal_files,
-        exp.EQ(this=exp.column("union_by_name"), expression=exp.true()),
-    ).sql(dialect="duckdb")
+    source = _read_parquet(tuple(files))
     present: frozenset[str] | None = _file_columns.get(tuple(files))
     if present is None:
         described = con.sql(f"DESCRIBE SELECT * FROM {source}").fetchall()
@@ -214,6 +219,24 @@ def _snapshot_select(
         else:
             projection.append(f"CAST(NULL AS {duck_types[field.name]}) AS {quote(field.name)}")
     return f"SELECT {', '.join(projection)} FROM {source}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _read_parquet(files: tuple[str, ...]) -> str:
+    """`read_parquet([...], union_by_name = true)` of these files (the readers of one snapshot
+    ask for the same text)."""
+    literal_files = exp.Array(expressions=[exp.Literal.string(_local(p)) for p in files])
+    return exp.func(
+        "read_parquet",
+        literal_files,
+        exp.EQ(this=exp.column("union_by_name"), expression=exp.true()),
+    ).sql(dialect="duckdb")
+
+
+def remember_columns(files: Sequence[str], columns: Iterable[str]) -> None:
+    """Record the columns data files hold, for a writer that knows them (it just wrote the
+    files): reading them needs no look into the files to learn it."""
+    _file_columns.put(tuple(files), frozenset(columns))
 
 
 def create_files_view(con: duckdb.DuckDBPyConnection, name: str, paths: Sequence[str]) -> None:

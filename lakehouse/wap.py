@@ -37,6 +37,8 @@ from lakehouse.reads import (
     create_files_view,
     create_view,
     quote,
+    remember_columns,
+    remember_snapshot_files,
     snapshot_select,
 )
 from lakehouse.tables import (
@@ -141,7 +143,8 @@ def audit_snapshot(
         else:
             select = snapshot_select(con, table, snapshot_id, window)
         con.execute(f"CREATE OR REPLACE VIEW {audit_view} AS {select}")
-        create_alias_view(con, split_identifier(identifier), (AUDIT_VIEW,))
+        if any(c.kind in BY_NAME for c in checks):
+            create_alias_view(con, split_identifier(identifier), (AUDIT_VIEW,))
         for ref in sorted({r for c in checks for r in c.references} - {identifier}):
             other = load_table(lh.catalog, ref)
             other_main = main_snapshot_id(other) if other is not None else None
@@ -153,6 +156,10 @@ def audit_snapshot(
     finally:
         con.close()
 
+
+BY_NAME = frozenset({"sql", "expression", "relationships"})
+"""Check kinds whose SQL may name the audited table itself (a subquery, a custom query): the
+audit gives the table's name to the audited rows for them."""
 
 AUDIT_BATCH = 32
 """Partitions whose checks are counted by one query: the queries of a ranged audit do not
@@ -330,13 +337,12 @@ def write_audit_publish(
     if base is None:
         raise SluiceError(f"table {identifier} has no main branch", asset=identifier)
     base_sequence = _sequence(table, base)
+    file_schema = write_schema(table, schema)
     written = write_data_files(
-        table,
-        data,
-        write_schema(table, schema),
-        prefix=branch,
-        split=window.split if window else None,
+        table, data, file_schema, prefix=branch, split=window.split if window else None
     )
+    for paths in (written.paths, *written.paths_by_key().values()):
+        remember_columns(paths, file_schema.names)
     if window is not None:
         provenance = provenance.model_copy(update={"window": tuple(window.to_json())})
     properties = provenance.model_copy(
@@ -367,6 +373,8 @@ def write_audit_publish(
             row_filter=row_filter,
             recent=recent,
         )
+        if window is None:  # a whole-table write replaced every file: the head holds these
+            remember_snapshot_files(written_table, head, written.paths)
         results = placed + audit_snapshot(
             lh,
             identifier,

@@ -316,12 +316,11 @@ def _attempt(project: Project, lh: Lakehouse, spec: StepSpec) -> StepOutcome:
     key = AssetKey.parse(spec.asset)
     asset = project.graph.assets[key]
     started = datetime.now(UTC)
-    con = duck.connect()
+    # Explicit, whatever the host's: `$partition_start` / `$partition_end` are wall-clock
+    # times of the partition's timezone, and compare right with a timestamptz column only in
+    # that session TimeZone (UTC for unpartitioned assets).
+    con = duck.connect(asset.partitions.timezone if asset.partitions else "UTC")
     try:
-        # Explicit, whatever the host's: `$partition_start` / `$partition_end` are wall-clock
-        # times of the partition's timezone, and compare right with a timestamptz column only
-        # in that session TimeZone (UTC for unpartitioned assets).
-        duck.set_timezone(con, asset.partitions.timezone if asset.partitions else "UTC")
         window = None
         ranged: list[RowWindow] = []
         calls = [spec.partitions]

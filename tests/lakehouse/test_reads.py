@@ -137,11 +137,17 @@ def test_a_snapshots_file_list_is_planned_once_per_process(lh: Lakehouse, wap, m
     stamps = [datetime(2024, 1, 1, 23, 30), datetime(2024, 1, 2, 0, 30)]
     first = wap("r.cached", {"ts": stamps, "id": [1, 2]}, "c1")
     table = lh.table("r.cached")
+    # The whole-table write recorded its head's files: those that planning finds.
+    remembered = reads.snapshot_files(table, first.snapshot_id)
+    assert planned == [] and remembered == real(table, first.snapshot_id, None)
+
+    monkeypatch.setattr(reads, "_file_lists", reads._Cache(256))  # as another process
     files = reads.snapshot_files(table, first.snapshot_id)
-    assert files is not None and reads.snapshot_files(table, first.snapshot_id) == files
+    assert files == remembered and reads.snapshot_files(table, first.snapshot_id) == files
     assert planned.count(first.snapshot_id) == 1  # the second read came from the cache
 
     second = wap("r.cached", {"ts": stamps, "id": [3, 4]}, "c2")
+    monkeypatch.setattr(reads, "_file_lists", reads._Cache(256))
     table = lh.table("r.cached")
     assert reads.snapshot_files(table, second.snapshot_id) != files  # another snapshot
     assert reads.snapshot_files(table, first.snapshot_id) == files  # still valid

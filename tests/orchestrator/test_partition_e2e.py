@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
+import duckdb
 import pytest
 from conftest import ProjectDir, snapshots
 from partition_shop import (
@@ -265,14 +266,11 @@ def test_partition_bounds_do_not_depend_on_the_hosts_timezone(
     project: ProjectDir, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A host in New York: DuckDB's default TimeZone is the host's.
-    real = duck.connect
-
-    def new_york_host() -> Any:
-        con = real()
-        con.execute("SET TimeZone = 'America/New_York'")
-        return con
-
-    monkeypatch.setattr(duck, "connect", new_york_host)
+    host = duckdb.connect()
+    host.execute("SET GLOBAL TimeZone = 'America/New_York'")
+    monkeypatch.setattr(duck, "_database", host)
+    [(default,)] = host.cursor().execute("SELECT current_setting('TimeZone')").fetchall()
+    assert default == "America/New_York"
     project.write(
         {"assets/bronze/stamps.py": STAMPS, "assets/silver/daily_stamps.sql": DAILY_STAMPS}
     )
