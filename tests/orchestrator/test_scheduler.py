@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from lakehouse.catalog import open_catalog
 from orchestrator.config import load_config
 from orchestrator.errors import DefinitionError
 from orchestrator.graph import build_graph
@@ -462,12 +463,16 @@ SLOW_ASSET = """
 class Daemons:
     """Starts `sluice scheduler` processes on one project with one scaled clock."""
 
-    def __init__(self, root: Path, *, catchup: bool, slow_s: float = 0.0) -> None:
+    def __init__(
+        self, root: Path, *, catchup: bool, slow_s: float = 0.0, assets: str = "", toml: str = ""
+    ) -> None:
         self.root = root
         (root / "assets" / "bronze").mkdir(parents=True)
         (root / "assets" / "bronze" / "raw.py").write_text(
-            textwrap.dedent(SLOW_ASSET).replace("CATCHUP", str(catchup))
+            textwrap.dedent(assets or SLOW_ASSET).replace("CATCHUP", str(catchup))
         )
+        if toml:
+            (root / "sluice.toml").write_text(toml)
         self.url = load_config(root).state_url
         self.env = {
             **os.environ,
@@ -635,3 +640,76 @@ def test_sigterm_lets_the_running_run_finish_and_a_second_signal_interrupts(
         assert [t.status for t in d2.ticks() if t.status != "skipped"] == ["interrupted"]
     finally:
         d2.stop_all()
+
+
+TWO_SCHEDULES = """
+    import os
+    import pathlib
+    import time
+
+    import pyarrow as pa
+
+    from orchestrator import asset, schedule
+
+    HERE = pathlib.Path(__file__).parent
+
+
+    def rows(ctx, name):
+        (HERE / f"pid-{name}-{ctx.run_id}").write_text(str(os.getpid()))
+        time.sleep(0.5)
+        return pa.table({"id": [1, 2, 3]})
+
+
+    @asset(layer="bronze")
+    def left(ctx):
+        return rows(ctx, "left")
+
+
+    @asset(layer="bronze")
+    def right(ctx):
+        return rows(ctx, "right")
+
+
+    lefts = schedule("lefts", cron="* * * * *", select="bronze.left", catchup=CATCHUP)
+    rights = schedule("rights", cron="* * * * *", select="bronze.right", catchup=CATCHUP)
+    """
+
+
+@pytest.mark.slow
+def test_a_real_scheduler_runs_concurrent_runs_on_worker_processes(
+    daemons: Callable[..., Daemons],
+) -> None:
+    d = daemons(
+        catchup=False,
+        assets=TWO_SCHEDULES,
+        toml='[executor]\nkind = "processes"\nmax_concurrent_runs = 2\n',
+    )
+    proc = d.start()
+
+    def each_twice(ticks: list[TickRecord]) -> bool:
+        done = [t.schedule for t in succeeded(ticks)]
+        return min(done.count("lefts"), done.count("rights")) >= 2
+
+    d.wait_for("two ticks of each schedule", each_twice, timeout=90)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0, d.logs()
+
+    ticks = d.ticks()
+    assert {t.status for t in ticks} <= {"succeeded", "interrupted"}, d.logs()
+    assert_one_run_per_tick(d)
+    # The two schedules' runs of one minute overlapped: both ran at once.
+    by_minute: dict[datetime, list[TickRecord]] = {}
+    for tick in succeeded(ticks):
+        by_minute.setdefault(tick.tick_time, []).append(tick)
+    assert any(
+        len(pair) == 2
+        and max(t.started_at for t in pair if t.started_at)
+        < min(t.finished_at for t in pair if t.finished_at)
+        for pair in by_minute.values()
+    ), d.logs()
+    # Every step ran in a worker process, never in the scheduler's own.
+    pids = {int(p.read_text()) for p in (d.root / "assets" / "bronze").glob("pid-*")}
+    assert pids and proc.pid not in pids
+    catalog = open_catalog(load_config(d.root).catalog)
+    for name in ("left", "right"):
+        assert catalog.load_table(f"bronze.{name}").scan().to_arrow().num_rows == 3
