@@ -256,8 +256,9 @@ def publish(
     base_snapshot_id: int,
     head: int,
     table: Table | None = None,
-) -> None:
-    """Move `main` from `base_snapshot_id` to exactly `head`, and remove the branch.
+) -> Table:
+    """Move `main` from `base_snapshot_id` to exactly `head`, and remove the branch; returns
+    the table as that commit left it.
 
     Idempotent: if `head` is already in `main`'s history the branch is just removed. If `main`
     moved to something else, raises `PublishConflictError` and keeps the branch. Refuses (with
@@ -267,12 +268,12 @@ def publish(
     """
     _require_audit_branch(identifier, branch)
 
-    def step(table: Table) -> None:
+    def step(table: Table) -> Table:
         current = main_snapshot_id(table)
         if current is not None and is_ancestor(table, head, of=current):
             if branch in table.metadata.refs:
                 _manage(table).remove_branch(branch).commit()
-            return
+            return table
         if current != base_snapshot_id:
             raise PublishConflictError(
                 f"main of {identifier} moved from {base_snapshot_id} to {current} while "
@@ -286,8 +287,9 @@ def publish(
                 asset=identifier,
             )
         _manage(table).set_current_snapshot(snapshot_id=head).remove_branch(branch).commit()
+        return table  # a committed transaction updates its table object
 
-    retrying_commit(lh, identifier, step, recent=table)
+    return retrying_commit(lh, identifier, step, recent=table)
 
 
 def remove_branch(lh: Lakehouse, identifier: str, branch: str) -> bool:

@@ -13,7 +13,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import duckdb
@@ -68,6 +68,9 @@ class WapResult:
     checks: tuple[CheckResult, ...]
     sequence_number: int = 0
     """Iceberg sequence number of `snapshot_id`: orders the publishes of one table."""
+    table: Table | None = field(default=None, repr=False, compare=False)
+    """The table as the publish left it (None unless published): spares a reload to whoever
+    maintains the table right after."""
 
     @property
     def failed_checks(self) -> tuple[CheckResult, ...]:
@@ -391,11 +394,11 @@ def write_audit_publish(
             return WapResult(
                 "audit_failed", identifier, branch, base, head, written.rows, results, sequence
             )
-        publish(
+        published = publish(
             lh, identifier, branch=branch, base_snapshot_id=base, head=head, table=written_table
         )
         return WapResult(
-            "published", identifier, branch, base, head, written.rows, results, sequence
+            "published", identifier, branch, base, head, written.rows, results, sequence, published
         )
 
     optimistic = window is None or not _lost_recently(lh, identifier)

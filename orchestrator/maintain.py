@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from pyiceberg.table import Table
+
 from lakehouse.branches import Lakehouse
 from lakehouse.catalog import open_catalog
 from lakehouse.locks import TableLocks
@@ -81,19 +83,23 @@ class MaintenanceResult:
         )
 
 
-def after_publish(lh: Lakehouse, identifier: str, settings: MaintenanceConfig) -> MaintenanceResult:
+def after_publish(
+    lh: Lakehouse, identifier: str, settings: MaintenanceConfig, table: Table | None = None
+) -> MaintenanceResult:
     """Maintain `identifier` right after a publish to it; never raises (a failure is logged as
-    a warning and returned in `error`: the publish stands and the run goes on).
+        a warning and returned in `error`: the publish stands and the run goes on). `table`, when
+        given, is the table as the publish left it (spares a load: it only decides whether anything
+    is due; commits reload).
 
-    Cheap when there is nothing to do: one metadata load and no commit. Otherwise one expiry
-    commit of at most `max_expire_per_publish` snapshots, made only once half that many are
-    due, and, for a table created before Sluice set them, one commit of the manifest-merge
-    properties.
+        Cheap when there is nothing to do: one metadata load and no commit. Otherwise one expiry
+        commit of at most `max_expire_per_publish` snapshots, made only once half that many are
+        due, and, for a table created before Sluice set them, one commit of the manifest-merge
+        properties.
     """
     if not settings.enabled:
         return MaintenanceResult(identifier, skipped="maintenance is disabled")
     try:
-        table = lh.table(identifier)
+        table = table if table is not None else lh.table(identifier)
         expiry = expire_snapshots(
             lh,
             identifier,

@@ -312,7 +312,8 @@ def _user_error(asset: Asset, exc: BaseException) -> str:
     return f"asset {asset.key} raised {type(exc).__name__}{where}: {exc}"
 
 
-def _attempt(project: Project, lh: Lakehouse, spec: StepSpec) -> StepOutcome:
+def _attempt(project: Project, lh: Lakehouse, spec: StepSpec) -> tuple[StepOutcome, Table | None]:
+    """The step's outcome, and the table as its publish left it (None unless published)."""
     key = AssetKey.parse(spec.asset)
     asset = project.graph.assets[key]
     started = datetime.now(UTC)
@@ -353,7 +354,7 @@ def _attempt(project: Project, lh: Lakehouse, spec: StepSpec) -> StepOutcome:
         )
     finally:
         con.close()
-    return StepOutcome(
+    outcome = StepOutcome(
         asset=spec.asset,
         status=result.status,
         started_at=started,
@@ -369,6 +370,7 @@ def _attempt(project: Project, lh: Lakehouse, spec: StepSpec) -> StepOutcome:
         + ", ".join(f"{c.name} ({c.failing_rows} rows)" for c in result.failed_checks),
         checks=result.checks,
     )
+    return outcome, result.table
 
 
 class _UserCodeError(Exception):
@@ -388,14 +390,14 @@ def run_step(spec: StepSpec) -> StepOutcome:
         try:
             if attempt > 1:
                 _discard_branch(lh, spec)
-            outcome = run_with_timeout(
+            outcome, table = run_with_timeout(
                 lambda fenced: _attempt(project, fenced, spec),
                 lh,
                 asset.timeout_s,
                 what=f"asset {spec.asset}",
             )
             if outcome.status == "published":
-                after_publish(lh, spec.asset, project.config.maintenance)
+                after_publish(lh, spec.asset, project.config.maintenance, table)
             return replace(outcome, attempts=attempt, started_at=started)
         except PublishConflictError as exc:
             error, status = str(exc), "conflict"
