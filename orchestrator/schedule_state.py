@@ -47,12 +47,9 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from lakehouse.errors import ConfigError
-from orchestrator.state import (
-    _READ_ONLY,
-    _pid_alive,
-    _UTCDateTime,
-    open_engine,
-)
+from orchestrator.state import _pid_alive
+from orchestrator.state_engine import _READ_ONLY, open_engine
+from orchestrator.state_tables import _UTCDateTime
 
 TickStatus = Literal["claimed", "running", "succeeded", "failed", "skipped", "interrupted"]
 OPEN_STATUSES: tuple[TickStatus, ...] = ("claimed", "running")

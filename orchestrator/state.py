@@ -16,6 +16,10 @@ Guarantees:
 * A step is keyed by `(run_id, asset, partition)`; `None` and `""` are the same partition.
 * Steps are not tied to their run by a foreign key: recording a step of an unknown run is
   accepted (history is best effort) and such orphan steps are ignored by the readers.
+
+The records, the schema, the engine set-up and the decoding of rows live in `state_records`,
+`state_tables`, `state_engine` and `state_rows`; their names are re-exported here so that
+callers keep importing from `orchestrator.state` alone.
 """
 
 from __future__ import annotations
@@ -23,47 +27,48 @@ from __future__ import annotations
 import json
 import os
 import socket
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Literal, TypeVar, cast, get_args
+from typing import TypeVar, cast
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
-    Connection,
-    DateTime,
-    Dialect,
-    Engine,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    MetaData,
-    Row,
-    String,
-    Table,
-    Text,
-    TypeDecorator,
-    UniqueConstraint,
-    create_engine,
-    delete,
-    event,
-    func,
-    insert,
-    inspect,
-    select,
-    update,
+from sqlalchemy import Connection, delete, func, insert, inspect, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from lakehouse.errors import ConfigError
+from orchestrator.state_engine import _READ_ONLY
+from orchestrator.state_engine import SQLITE_BUSY_TIMEOUT_S as SQLITE_BUSY_TIMEOUT_S
+from orchestrator.state_engine import open_engine as open_engine
+from orchestrator.state_records import (
+    _RUN_STATUSES,
+    _STEP_STATUSES,
+    AmbiguousRunError,
+    CheckRecord,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+    StepStatus,
+    _check_status,
 )
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
-from sqlalchemy.pool import StaticPool
-
-from lakehouse.errors import ConfigError, SluiceError
+from orchestrator.state_records import BackfillPartition as BackfillPartition
+from orchestrator.state_records import BackfillRecord as BackfillRecord
+from orchestrator.state_records import BackfillState as BackfillState
+from orchestrator.state_rows import (
+    _backfill_record,
+    _checks_by_step,
+    _run_record,
+    _step_counts,
+    _step_key,
+    _step_order,
+    _step_record,
+)
+from orchestrator.state_tables import _TABLE_NAMES
+from orchestrator.state_tables import backfill_partitions_table as backfill_partitions_table
+from orchestrator.state_tables import backfills_table as backfills_table
+from orchestrator.state_tables import check_results_table as check_results_table
+from orchestrator.state_tables import metadata as metadata
+from orchestrator.state_tables import runs_table as runs_table
+from orchestrator.state_tables import steps_table as steps_table
 
 __all__ = [
     "ABANDONED_ERROR",
@@ -77,241 +82,10 @@ __all__ = [
     "StepStatus",
 ]
 
-RunStatus = Literal["running", "succeeded", "failed", "abandoned", "interrupted"]
-StepStatus = Literal[
-    "pending",
-    "running",
-    "published",
-    "skipped_fresh",
-    "failed",
-    "audit_failed",
-    "blocked",
-    "conflict",
-]
-
 DEFAULT_URL = "sqlite:///catalog/sluice.db"
 ABANDONED_ERROR = "run abandoned (process died)"
-SQLITE_BUSY_TIMEOUT_S = 30.0
 
-_RUN_STATUSES: frozenset[str] = frozenset(get_args(RunStatus))
-_STEP_STATUSES: frozenset[str] = frozenset(get_args(StepStatus))
 _T = TypeVar("_T")
-
-
-class AmbiguousRunError(SluiceError):
-    """A run id prefix matches several runs."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class CheckRecord:
-    """The outcome of one check (audit) of a step."""
-
-    name: str
-    kind: str
-    severity: str
-    passed: bool
-    failing_rows: int = 0
-    samples: list[dict[str, Any]] = field(default_factory=list)
-    error: str | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class StepRecord:
-    """One asset (partition) materialization within a run, as last recorded."""
-
-    run_id: str
-    asset: str
-    partition: str | None = None
-    status: StepStatus
-    attempts: int = 0
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    duration_s: float | None = None
-    snapshot_id: int | None = None
-    branch: str | None = None
-    rows: int | None = None
-    error: str | None = None
-    reasons: list[str] = field(default_factory=list)
-    checks: list[CheckRecord] = field(default_factory=list)
-
-
-BackfillState = Literal["missing", "running", "failed", "audit_failed", "published"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class BackfillRecord:
-    """One backfill: a selection over a partition range, resumable by id."""
-
-    backfill_id: str
-    selection: str
-    first: str
-    last: str
-    ranged: bool
-    status: str
-    created_at: datetime
-    finished_at: datetime | None = None
-    counts: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, kw_only=True)
-class BackfillPartition:
-    asset: str
-    partition: str
-    state: BackfillState
-    run_id: str | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunRecord:
-    """One invocation of a command; `counts` maps a step status to its number of steps."""
-
-    run_id: str
-    command: str
-    selection: str
-    status: RunStatus
-    started_at: datetime
-    finished_at: datetime | None = None
-    pid: int
-    host: str
-    counts: dict[str, int] = field(default_factory=dict)
-
-
-class _UTCDateTime(TypeDecorator[datetime]):
-    """A timestamp stored in UTC and always returned timezone-aware.
-
-    SQLite keeps no offset (values are stored as UTC text, which also sorts correctly);
-    PostgreSQL uses `timestamptz`.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        value = _to_utc(value)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return None if value is None else _to_utc(value)
-
-
-metadata = MetaData()
-
-runs_table = Table(
-    "runs",
-    metadata,
-    Column("run_id", String(128), primary_key=True),
-    Column("command", Text, nullable=False),
-    Column("selection", Text, nullable=False),
-    Column("status", String(32), nullable=False),
-    Column("started_at", _UTCDateTime, nullable=False),
-    Column("finished_at", _UTCDateTime, nullable=True),
-    Column("pid", Integer, nullable=False),
-    Column("host", String(255), nullable=False),
-    Index("ix_runs_started_at", "started_at"),
-    Index("ix_runs_status", "status"),
-)
-
-steps_table = Table(
-    "steps",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_id", String(128), nullable=False),
-    Column("asset", String(255), nullable=False),
-    # '' stands for "not partitioned", so the unique key below has no NULL in it.
-    Column("partition_key", String(255), nullable=False),
-    Column("status", String(32), nullable=False),
-    Column("attempts", Integer, nullable=False),
-    Column("started_at", _UTCDateTime, nullable=True),
-    Column("finished_at", _UTCDateTime, nullable=True),
-    Column("duration_s", Float, nullable=True),
-    Column("snapshot_id", BigInteger, nullable=True),
-    Column("branch", String(255), nullable=True),
-    Column("rows", BigInteger, nullable=True),
-    Column("error", Text, nullable=True),
-    Column("reasons", Text, nullable=False),  # JSON list of strings
-    UniqueConstraint("run_id", "asset", "partition_key", name="uq_steps_key"),
-    Index("ix_steps_run_id", "run_id"),
-    Index("ix_steps_asset", "asset", "partition_key"),
-)
-
-check_results_table = Table(
-    "check_results",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("step_id", Integer, ForeignKey("steps.id", ondelete="CASCADE"), nullable=False),
-    Column("position", Integer, nullable=False),
-    Column("name", Text, nullable=False),
-    Column("kind", String(64), nullable=False),
-    Column("severity", String(32), nullable=False),
-    Column("passed", Boolean, nullable=False),
-    Column("failing_rows", BigInteger, nullable=False),
-    Column("samples", Text, nullable=False),  # JSON list of objects
-    Column("error", Text, nullable=True),
-    Index("ix_check_results_step_id", "step_id"),
-)
-
-backfills_table = Table(
-    "backfills",
-    metadata,
-    Column("backfill_id", String(128), primary_key=True),
-    Column("selection", Text, nullable=False),
-    Column("first_partition", String(64), nullable=False),
-    Column("last_partition", String(64), nullable=False),
-    Column("ranged", Boolean, nullable=False),
-    Column("status", String(32), nullable=False),
-    Column("created_at", _UTCDateTime, nullable=False),
-    Column("finished_at", _UTCDateTime, nullable=True),
-)
-
-backfill_partitions_table = Table(
-    "backfill_partitions",
-    metadata,
-    Column("backfill_id", String(128), nullable=False),
-    Column("asset", String(255), nullable=False),
-    Column("partition_key", String(64), nullable=False),
-    Column("state", String(32), nullable=False),
-    Column("run_id", String(128), nullable=True),
-    Column("error", Text, nullable=True),
-    UniqueConstraint("backfill_id", "asset", "partition_key", name="uq_backfill_partition"),
-    Index("ix_backfill_partitions_id", "backfill_id"),
-)
-
-_TABLE_NAMES = tuple(metadata.tables)
-
-
-def open_engine(url: str, what: str) -> tuple[Engine, threading.Lock | None, str]:
-    """An engine for `url` set up for concurrent Sluice processes, the lock that in-memory
-    SQLite needs (one connection must not interleave transactions of threads, else None),
-    and the URL as it may be shown (password hidden). A bad URL is a `ConfigError`."""
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError) as exc:
-        raise ConfigError(f"invalid {what} URL {url!r}: {exc}") from exc
-    shown = parsed.render_as_string(hide_password=True)
-    try:
-        if parsed.get_backend_name() != "sqlite":
-            return create_engine(parsed, pool_pre_ping=True), None, shown
-        database = parsed.database or ""
-        in_memory = database in ("", ":memory:") or "mode=memory" in database
-        connect_args: dict[str, Any] = {
-            "timeout": SQLITE_BUSY_TIMEOUT_S,
-            "check_same_thread": False,
-        }
-        lock = None
-        if in_memory:
-            lock = threading.Lock()
-            engine = create_engine(parsed, connect_args=connect_args, poolclass=StaticPool)
-        else:
-            if not database.startswith("file:"):
-                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(parsed, connect_args=connect_args)
-        _install_sqlite_transactions(engine, wal=not in_memory)
-        return engine, lock, shown
-    except (ArgumentError, NoSuchModuleError, ImportError, ValueError, OSError) as exc:
-        raise ConfigError(f"cannot use {what} URL {shown!r}: {exc}") from exc
 
 
 class StateStore:
@@ -714,36 +488,6 @@ class StateStore:
             return not all(inspector.has_table(name) for name in _TABLE_NAMES)
 
 
-_READ_ONLY = "sluice_read_only"
-
-
-def _install_sqlite_transactions(engine: Engine, *, wal: bool) -> None:
-    """Let SQLAlchemy, not pysqlite, emit BEGIN: IMMEDIATE for writes, deferred for reads.
-
-    pysqlite's own deferred BEGIN makes a writer that first reads fail at once with
-    "database is locked" when another connection writes concurrently (the lock upgrade cannot
-    wait); taking the write lock up front lets the busy timeout do its job.
-    """
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        if wal:
-            cursor = dbapi_connection.cursor()
-            try:
-                cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute("PRAGMA synchronous=NORMAL")
-            except Exception:
-                pass  # WAL is an optimisation, never a requirement (e.g. on a network drive)
-            finally:
-                cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        read_only = conn.get_execution_options().get(_READ_ONLY, False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
-
-
 def _abandon_backfills(conn: Connection, dead_runs: Sequence[str]) -> None:
     """A backfill whose run died stays resumable: its running partitions become failed (with
     the abandoned-run error) and the backfill itself `abandoned` instead of `running`."""
@@ -769,42 +513,8 @@ def _abandon_backfills(conn: Connection, dead_runs: Sequence[str]) -> None:
     )
 
 
-def _backfill_record(conn: Connection, row: Row[Any]) -> BackfillRecord:
-    table = backfill_partitions_table
-    counts = {
-        str(state): int(n)
-        for state, n in conn.execute(
-            select(table.c.state, func.count())
-            .where(table.c.backfill_id == row.backfill_id)
-            .group_by(table.c.state)
-        ).all()
-    }
-    return BackfillRecord(
-        backfill_id=row.backfill_id,
-        selection=row.selection,
-        first=row.first_partition,
-        last=row.last_partition,
-        ranged=bool(row.ranged),
-        status=row.status,
-        created_at=row.created_at,
-        finished_at=row.finished_at,
-        counts=counts,
-    )
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _to_utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
-def _check_status(status: str, allowed: frozenset[str], what: str) -> None:
-    if status not in allowed:
-        raise ValueError(f"invalid {what} status {status!r}: expected one of {sorted(allowed)}")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -819,77 +529,3 @@ def _pid_alive(pid: int) -> bool:
     except OSError:  # PermissionError: alive but not ours; anything else: assume alive
         return True
     return True
-
-
-def _step_counts(conn: Connection, run_ids: Sequence[str]) -> dict[str, dict[str, int]]:
-    if not run_ids:
-        return {}
-    rows = conn.execute(
-        select(steps_table.c.run_id, steps_table.c.status, func.count())
-        .where(steps_table.c.run_id.in_(list(run_ids)))
-        .group_by(steps_table.c.run_id, steps_table.c.status)
-    ).all()
-    counts: dict[str, dict[str, int]] = {}
-    for run_id, status, count in rows:
-        counts.setdefault(run_id, {})[status] = int(count)
-    return counts
-
-
-def _checks_by_step(conn: Connection, stmt: Any) -> dict[int, list[CheckRecord]]:
-    checks: dict[int, list[CheckRecord]] = {}
-    for row in conn.execute(stmt.order_by(check_results_table.c.position)).all():
-        checks.setdefault(row.step_id, []).append(
-            CheckRecord(
-                name=row.name,
-                kind=row.kind,
-                severity=row.severity,
-                passed=bool(row.passed),
-                failing_rows=int(row.failing_rows),
-                samples=json.loads(row.samples),
-                error=row.error,
-            )
-        )
-    return checks
-
-
-def _run_record(row: Row[Any], counts: Mapping[str, int]) -> RunRecord:
-    return RunRecord(
-        run_id=row.run_id,
-        command=row.command,
-        selection=row.selection,
-        status=cast(RunStatus, row.status),
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        pid=int(row.pid),
-        host=row.host,
-        counts=dict(counts),
-    )
-
-
-def _step_record(row: Row[Any], checks: list[CheckRecord]) -> StepRecord:
-    return StepRecord(
-        run_id=row.run_id,
-        asset=row.asset,
-        partition=row.partition_key or None,
-        status=cast(StepStatus, row.status),
-        attempts=int(row.attempts),
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        duration_s=row.duration_s,
-        snapshot_id=row.snapshot_id,
-        branch=row.branch,
-        rows=row.rows,
-        error=row.error,
-        reasons=list(json.loads(row.reasons)),
-        checks=checks,
-    )
-
-
-def _step_key(step: StepRecord) -> tuple[str, str]:
-    return (step.asset, step.partition or "")
-
-
-def _step_order(step: StepRecord) -> tuple[bool, datetime, str, str]:
-    """Started steps by start time, then not-yet-started ones; ties by asset and partition."""
-    started = step.started_at
-    return (started is None, started or datetime.min.replace(tzinfo=UTC), *_step_key(step))

@@ -1,0 +1,83 @@
+"""Opening a SQLAlchemy engine that several Sluice processes and threads can share.
+
+Both the run-history and the schedule stores open their database here, so they agree on how
+SQLite is used: a busy timeout instead of immediate "database is locked" errors, `BEGIN
+IMMEDIATE` for writes and a plain `BEGIN` for connections marked `_READ_ONLY`, WAL when the
+file system allows it, and one connection plus a lock for an in-memory database. A URL that
+cannot be used is a `ConfigError`, with any password hidden.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.pool import StaticPool
+
+from lakehouse.errors import ConfigError
+
+SQLITE_BUSY_TIMEOUT_S = 30.0
+_READ_ONLY = "sluice_read_only"
+
+
+def open_engine(url: str, what: str) -> tuple[Engine, threading.Lock | None, str]:
+    """An engine for `url` set up for concurrent Sluice processes, the lock that in-memory
+    SQLite needs (one connection must not interleave transactions of threads, else None),
+    and the URL as it may be shown (password hidden). A bad URL is a `ConfigError`."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigError(f"invalid {what} URL {url!r}: {exc}") from exc
+    shown = parsed.render_as_string(hide_password=True)
+    try:
+        if parsed.get_backend_name() != "sqlite":
+            return create_engine(parsed, pool_pre_ping=True), None, shown
+        database = parsed.database or ""
+        in_memory = database in ("", ":memory:") or "mode=memory" in database
+        connect_args: dict[str, Any] = {
+            "timeout": SQLITE_BUSY_TIMEOUT_S,
+            "check_same_thread": False,
+        }
+        lock = None
+        if in_memory:
+            lock = threading.Lock()
+            engine = create_engine(parsed, connect_args=connect_args, poolclass=StaticPool)
+        else:
+            if not database.startswith("file:"):
+                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(parsed, connect_args=connect_args)
+        _install_sqlite_transactions(engine, wal=not in_memory)
+        return engine, lock, shown
+    except (ArgumentError, NoSuchModuleError, ImportError, ValueError, OSError) as exc:
+        raise ConfigError(f"cannot use {what} URL {shown!r}: {exc}") from exc
+
+
+def _install_sqlite_transactions(engine: Engine, *, wal: bool) -> None:
+    """Let SQLAlchemy, not pysqlite, emit BEGIN: IMMEDIATE for writes, deferred for reads.
+
+    pysqlite's own deferred BEGIN makes a writer that first reads fail at once with
+    "database is locked" when another connection writes concurrently (the lock upgrade cannot
+    wait); taking the write lock up front lets the busy timeout do its job.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        if wal:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+            except Exception:
+                pass  # WAL is an optimisation, never a requirement (e.g. on a network drive)
+            finally:
+                cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        read_only = conn.get_execution_options().get(_READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
