@@ -7,6 +7,7 @@ scoping audits and reads), and a partition transform for the table's spec.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Literal
@@ -101,14 +102,7 @@ class RowWindow:
             if isinstance(low, date) and not isinstance(low, datetime)
             else ("TIMESTAMPTZ" if isinstance(low, datetime) and low.tzinfo else "TIMESTAMP")
         )
-
-        from sqlglot import exp
-
-        def literal(value: date | datetime) -> str:
-            cast = exp.cast(exp.Literal.string(value.isoformat()), kind)
-            return str(cast.sql(dialect="duckdb"))
-
-        return literal(low), literal(high)
+        return _typed_literal(low.isoformat(), kind), _typed_literal(high.isoformat(), kind)
 
     def spec_transform(self, schema: Schema) -> Transform | None:  # type: ignore[type-arg]
         """The partition transform for the table, or None when Iceberg's UTC transforms would
@@ -154,3 +148,12 @@ class RowWindow:
 
     def to_json(self) -> list[str]:
         return [self.column, self.start.isoformat(), self.end.isoformat()]
+
+
+@functools.lru_cache(maxsize=4096)
+def _typed_literal(text: str, kind: str) -> str:
+    """`CAST('<text>' AS <kind>)` rendered by sqlglot (a ranged audit renders each bound of
+    hundreds of windows several times)."""
+    from sqlglot import exp
+
+    return str(exp.cast(exp.Literal.string(text), kind).sql(dialect="duckdb"))

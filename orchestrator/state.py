@@ -32,7 +32,17 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TypeVar, cast
 
-from sqlalchemy import Connection, delete, func, insert, inspect, select, update
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    delete,
+    func,
+    insert,
+    inspect,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from lakehouse.errors import ConfigError
@@ -86,6 +96,9 @@ DEFAULT_URL = "sqlite:///catalog/sluice.db"
 ABANDONED_ERROR = "run abandoned (process died)"
 
 _T = TypeVar("_T")
+_KEYS_PER_QUERY = 400
+"""(asset, partition) pairs looked up per query: far below any database's bound-parameter
+limit."""
 
 
 class StateStore:
@@ -369,26 +382,65 @@ class StateStore:
     def set_backfill_partitions(
         self, backfill_id: str, partitions: Sequence[BackfillPartition]
     ) -> None:
-        """Upsert the state of (asset, partition) pairs of a backfill."""
+        """Upsert the state of (asset, partition) pairs of a backfill (the last one given for
+        a pair wins), in one transaction and a few statements however many pairs."""
         table = backfill_partitions_table
+        latest = {(item.asset, item.partition): item for item in partitions}
 
         def write(conn: Connection) -> None:
-            for item in partitions:
-                where = (
-                    (table.c.backfill_id == backfill_id)
-                    & (table.c.asset == item.asset)
-                    & (table.c.partition_key == item.partition)
-                )
-                values = {"state": item.state, "run_id": item.run_id, "error": item.error}
-                if conn.execute(update(table).where(where).values(values)).rowcount == 0:
-                    conn.execute(
-                        insert(table).values(
-                            backfill_id=backfill_id,
-                            asset=item.asset,
-                            partition_key=item.partition,
-                            **values,
+            keys = list(latest)
+            existing: set[tuple[str, str]] = set()
+            for start in range(0, len(keys), _KEYS_PER_QUERY):
+                chunk = keys[start : start + _KEYS_PER_QUERY]
+                existing.update(
+                    (str(row.asset), str(row.partition_key))
+                    for row in conn.execute(
+                        select(table.c.asset, table.c.partition_key).where(
+                            (table.c.backfill_id == backfill_id)
+                            & tuple_(table.c.asset, table.c.partition_key).in_(chunk)
                         )
                     )
+                )
+            updates = [
+                {
+                    "b_asset": a,
+                    "b_partition": p,
+                    "b_state": i.state,
+                    "b_run": i.run_id,
+                    "b_error": i.error,
+                }
+                for (a, p), i in latest.items()
+                if (a, p) in existing
+            ]
+            if updates:
+                conn.execute(
+                    update(table)
+                    .where(
+                        (table.c.backfill_id == backfill_id)
+                        & (table.c.asset == bindparam("b_asset"))
+                        & (table.c.partition_key == bindparam("b_partition"))
+                    )
+                    .values(
+                        state=bindparam("b_state"),
+                        run_id=bindparam("b_run"),
+                        error=bindparam("b_error"),
+                    ),
+                    updates,
+                )
+            inserts = [
+                {
+                    "backfill_id": backfill_id,
+                    "asset": a,
+                    "partition_key": p,
+                    "state": i.state,
+                    "run_id": i.run_id,
+                    "error": i.error,
+                }
+                for (a, p), i in latest.items()
+                if (a, p) not in existing
+            ]
+            if inserts:
+                conn.execute(insert(table), inserts)
 
         self._transact(write, write=True)
 

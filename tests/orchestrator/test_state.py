@@ -16,6 +16,8 @@ from lakehouse.errors import ConfigError
 from orchestrator.state import (
     ABANDONED_ERROR,
     AmbiguousRunError,
+    BackfillPartition,
+    BackfillState,
     CheckRecord,
     StateStore,
     StepRecord,
@@ -301,6 +303,46 @@ def test_concurrent_record_step_loses_nothing(db_path: Path) -> None:
         assert len(store.latest_steps()) == threads_n * steps_n
     finally:
         store.close()
+
+
+def _pair(
+    asset: str, day: str, state: BackfillState, run: str | None = None, error: str | None = None
+) -> BackfillPartition:
+    return BackfillPartition(asset=asset, partition=day, state=state, run_id=run, error=error)
+
+
+def test_backfill_partition_states_upsert_in_bulk(store: StateStore) -> None:
+    days = [f"2024-{m:02d}-{d:02d}" for m in range(1, 13) for d in range(1, 29)]  # 336
+    for backfill_id in ("bf-a", "bf-b"):
+        store.start_backfill(backfill_id, selection="*", first=days[0], last=days[-1], ranged=False)
+    store.set_backfill_partitions(
+        "bf-a",
+        [_pair(a, d, "missing", "r1") for a in ("x.one", "x.two") for d in days],
+    )
+    store.set_backfill_partitions("bf-b", [_pair("x.one", days[0], "published")])
+    store.set_backfill_partitions(
+        "bf-a",
+        [
+            _pair("x.one", days[0], "running", "r2"),
+            _pair("x.one", days[0], "failed", "r2", "boom"),  # the last one wins
+            _pair("x.two", days[5], "published", "r2"),
+            _pair("x.three", days[5], "missing", "r2"),  # a new pair
+        ],
+    )
+
+    store.set_backfill_partitions("bf-a", [_pair("x.two", d, "running", "r3") for d in days])
+
+    found = store.backfill("bf-a")
+    assert found is not None
+    states = {(p.asset, p.partition): p for p in found[1]}
+    assert {states["x.two", d].state for d in days} == {"running"}
+    assert len(states) == 2 * len(days) + 1
+    assert states["x.one", days[0]] == _pair("x.one", days[0], "failed", "r2", "boom")
+    assert states["x.three", days[5]].state == "missing"
+    assert states["x.one", days[1]] == _pair("x.one", days[1], "missing", "r1")
+    other = store.backfill("bf-b")
+    assert other is not None
+    assert [(p.asset, p.partition, p.state) for p in other[1]] == [("x.one", days[0], "published")]
 
 
 def test_invalid_status_is_rejected(store: StateStore) -> None:
