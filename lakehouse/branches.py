@@ -21,6 +21,11 @@ from pyiceberg.table import Table, Transaction
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.refs import MAIN_BRANCH, SnapshotRefType
 from pyiceberg.table.snapshots import ancestors_of
+from pyiceberg.table.update import (
+    AssertRefSnapshotId,
+    RemoveSnapshotRefUpdate,
+    SetSnapshotRefUpdate,
+)
 from pyiceberg.table.update.snapshot import ManageSnapshots
 
 from lakehouse.errors import BranchError, PublishConflictError
@@ -286,8 +291,30 @@ def publish(
                 f"{base_snapshot_id}; refusing to publish it (main is untouched)",
                 asset=identifier,
             )
-        _manage(table).set_current_snapshot(snapshot_id=head).remove_branch(branch).commit()
-        return table  # a committed transaction updates its table object
+        # The updates and requirements `ManageSnapshots.set_current_snapshot(head)` plus
+        # `.remove_branch(branch)` stage, committed as they are: staging them through a
+        # transaction deep-copies the whole metadata twice more, and metadata grows with the
+        # partitions a table keeps the newest write of.
+        requirements: tuple[AssertRefSnapshotId, ...] = (
+            AssertRefSnapshotId(snapshot_id=current, ref=MAIN_BRANCH),  # type: ignore[call-arg]
+        )
+        updates: tuple[SetSnapshotRefUpdate | RemoveSnapshotRefUpdate, ...] = (
+            SetSnapshotRefUpdate(  # type: ignore[call-arg]
+                snapshot_id=head, ref_name=MAIN_BRANCH, type=SnapshotRefType.BRANCH
+            ),
+        )
+        if branch in table.metadata.refs:
+            ref = table.metadata.refs[branch]
+            requirements += (AssertRefSnapshotId(snapshot_id=ref.snapshot_id, ref=branch),)  # type: ignore[call-arg]
+            updates += (RemoveSnapshotRefUpdate(ref_name=branch),)  # type: ignore[call-arg]
+        response = table.catalog.commit_table(table, requirements, updates)
+        return Table(
+            identifier=table.name(),
+            metadata=response.metadata,
+            metadata_location=response.metadata_location,
+            io=table.io,
+            catalog=table.catalog,
+        )
 
     return retrying_commit(lh, identifier, step, recent=table)
 
