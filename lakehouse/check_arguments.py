@@ -18,7 +18,7 @@ from lakehouse.check_model import Severity
 from lakehouse.errors import SluiceError
 
 
-def _severity(value: object) -> Severity:
+def valid_severity(value: object) -> Severity:
     if value == "error":
         return "error"
     if value == "warn":
@@ -26,14 +26,14 @@ def _severity(value: object) -> Severity:
     raise SluiceError(f'severity must be "error" or "warn", got {value!r}')
 
 
-def _column(name: object, what: str) -> str:
+def column_name(name: object, what: str) -> str:
     if not isinstance(name, str) or not name:
         raise SluiceError(f"{what}: a column name must be a non-empty string, got {name!r}")
     return name
 
 
-def _columns(names: Iterable[object], what: str) -> tuple[str, ...]:
-    cols = tuple(_column(n, what) for n in names)
+def column_names(names: Iterable[object], what: str) -> tuple[str, ...]:
+    cols = tuple(column_name(n, what) for n in names)
     if not cols:
         raise SluiceError(f"{what}: at least one column is required")
     if len(set(cols)) != len(cols):
@@ -41,7 +41,7 @@ def _columns(names: Iterable[object], what: str) -> tuple[str, ...]:
     return cols
 
 
-def _value_kind(values: Sequence[Any], column: str) -> Literal["str", "number", "bool"]:
+def value_kind(values: Sequence[Any], column: str) -> Literal["str", "number", "bool"]:
     """Accepted values must be JSON scalars of one kind, so they bind as one typed list."""
     kinds: set[str] = set()
     for v in values:
@@ -65,7 +65,7 @@ def _value_kind(values: Sequence[Any], column: str) -> Literal["str", "number", 
     return "str" if kind == "str" else "bool" if kind == "bool" else "number"
 
 
-def _layer_asset(to: object) -> str:
+def layer_asset(to: object) -> str:
     parts = to.split(".") if isinstance(to, str) else []
     if len(parts) != 2 or not all(parts):
         raise SluiceError(
@@ -78,7 +78,7 @@ _AGE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _AGE_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*")
 
 
-def _age_seconds(max_age: object) -> float:
+def age_seconds(max_age: object) -> float:
     """Seconds in `max_age`: a timedelta, a number of seconds, or "1h30m"-style text."""
     seconds: float
     if isinstance(max_age, dt.timedelta):
@@ -106,13 +106,13 @@ def _age_seconds(max_age: object) -> float:
     return seconds
 
 
-def _format_age(seconds: float) -> str:
+def format_age(seconds: float) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
     return f"{seconds:g}s"
 
 
-def _shorten(text: str, limit: int) -> str:
+def shorten(text: str, limit: int) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."

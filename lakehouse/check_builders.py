@@ -13,28 +13,28 @@ from collections.abc import Iterable
 from typing import Any
 
 from lakehouse.check_arguments import (
-    _age_seconds,
-    _column,
-    _columns,
-    _format_age,
-    _layer_asset,
-    _severity,
-    _shorten,
-    _value_kind,
+    age_seconds,
+    column_name,
+    column_names,
+    format_age,
+    layer_asset,
+    shorten,
+    valid_severity,
+    value_kind,
 )
 from lakehouse.check_model import Check, Severity
-from lakehouse.check_parsing import _DIALECT, _normalized_predicate, _parse_query
+from lakehouse.check_parsing import DIALECT, normalized_predicate, parse_query
 from lakehouse.errors import SluiceError
 
 
 def not_null(*cols: str, severity: Severity = "error") -> Check:
     """Every row has a value in each of `cols`; failing rows are those with any NULL."""
-    columns = _columns(cols, "not_null")
+    columns = column_names(cols, "not_null")
     return Check(
         kind="not_null",
         name=f"not_null({', '.join(columns)})",
         params=(("columns", columns),),
-        severity=_severity(severity),
+        severity=valid_severity(severity),
     )
 
 
@@ -44,12 +44,12 @@ def unique(*cols: str, severity: Severity = "error") -> Check:
     Failing rows: one per duplicated key tuple, with the key columns and `n` (its row count).
     Rows with a NULL in any key column are ignored, as in dbt.
     """
-    columns = _columns(cols, "unique")
+    columns = column_names(cols, "unique")
     return Check(
         kind="unique",
         name=f"unique({', '.join(columns)})",
         params=(("columns", columns),),
-        severity=_severity(severity),
+        severity=valid_severity(severity),
     )
 
 
@@ -59,7 +59,7 @@ def accepted_values(col: str, values: Iterable[Any], *, severity: Severity = "er
     With string values the column is compared in its text form (so it also works for ENUM or
     DATE columns); with numbers or booleans it is compared natively.
     """
-    column = _column(col, "accepted_values")
+    column = column_name(col, "accepted_values")
     if isinstance(values, str | bytes):
         raise SluiceError(
             f"accepted_values({column}): values must be a list of values, not a single string"
@@ -67,12 +67,12 @@ def accepted_values(col: str, values: Iterable[Any], *, severity: Severity = "er
     vals = tuple(values)
     if not vals:
         raise SluiceError(f"accepted_values({column}): at least one accepted value is required")
-    _value_kind(vals, column)
+    value_kind(vals, column)
     return Check(
         kind="accepted_values",
         name=f"accepted_values({column}, {list(vals)!r})",
         params=(("column", column), ("values", vals)),
-        severity=_severity(severity),
+        severity=valid_severity(severity),
     )
 
 
@@ -100,7 +100,7 @@ def row_count(
         kind="row_count",
         name=f"row_count({shown})",
         params=(("min", min), ("max", max)),
-        severity=_severity(severity),
+        severity=valid_severity(severity),
     )
 
 
@@ -110,12 +110,12 @@ def expression(sql_predicate: str, *, severity: Severity = "error") -> Check:
     The predicate is parsed now (DuckDB dialect) and must be a single expression, so a typo or
     a smuggled second statement is rejected with its position before anything runs.
     """
-    predicate = _normalized_predicate(sql_predicate)
+    predicate = normalized_predicate(sql_predicate)
     return Check(
         kind="expression",
-        name=f"expression({_shorten(predicate, 60)})",
+        name=f"expression({shorten(predicate, 60)})",
         params=(("predicate", predicate),),
-        severity=_severity(severity),
+        severity=valid_severity(severity),
     )
 
 
@@ -127,14 +127,14 @@ def relationships(
     `to` is recorded in `references` so the orchestrator can order and expose the dependency;
     in SQL it is the two-part name `layer.asset`, which the caller must make resolvable.
     """
-    column = _column(col, "relationships")
-    target = _layer_asset(to)
-    target_field = column if field is None else _column(field, "relationships")
+    column = column_name(col, "relationships")
+    target = layer_asset(to)
+    target_field = column if field is None else column_name(field, "relationships")
     return Check(
         kind="relationships",
         name=f"relationships({column} -> {target}.{target_field})",
         params=(("column", column), ("to", target), ("field", target_field)),
-        severity=_severity(severity),
+        severity=valid_severity(severity),
         references=(target,),
     )
 
@@ -147,14 +147,14 @@ def freshness(
     Fails with one row (`latest`) when the maximum is NULL (including an empty relation) or too
     old. Naive timestamps are taken as UTC; dates count from midnight UTC.
     """
-    column = _column(col, "freshness")
-    seconds = _age_seconds(max_age)
-    shown = " ".join(max_age.split()) if isinstance(max_age, str) else _format_age(seconds)
+    column = column_name(col, "freshness")
+    seconds = age_seconds(max_age)
+    shown = " ".join(max_age.split()) if isinstance(max_age, str) else format_age(seconds)
     return Check(
         kind="freshness",
         name=f"freshness({column}, max_age={shown})",
         params=(("column", column), ("max_age_seconds", seconds)),
-        severity=_severity(severity),
+        severity=valid_severity(severity),
     )
 
 
@@ -164,10 +164,10 @@ def sql(query: str, *, severity: Severity = "error") -> Check:
     Inside the query the audited data is available as `this`. The query is parsed now and must
     be exactly one read-only query (SELECT, set operation, ...).
     """
-    regenerated = _parse_query(query).sql(dialect=_DIALECT)
+    regenerated = parse_query(query).sql(dialect=DIALECT)
     return Check(
         kind="sql",
-        name=f"sql({_shorten(regenerated, 40)})",
+        name=f"sql({shorten(regenerated, 40)})",
         params=(("query", regenerated),),
-        severity=_severity(severity),
+        severity=valid_severity(severity),
     )

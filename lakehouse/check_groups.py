@@ -13,17 +13,17 @@ from typing import Any
 
 import duckdb
 
-from lakehouse.check_arguments import _column, _columns
-from lakehouse.check_model import Check, _param, _seq_param
-from lakehouse.check_parsing import _parse_predicate
+from lakehouse.check_arguments import column_name, column_names
+from lakehouse.check_model import Check, param, seq_param
+from lakehouse.check_parsing import parse_predicate
 from lakehouse.check_sql import (
-    _ROW_CHECKS,
-    _failing_condition,
-    _ident,
-    _max_age_us,
-    _relation_sql,
-    _stale,
+    ROW_CHECKS,
+    failing_condition,
     failing_rows_sql,
+    ident,
+    max_age_us,
+    relation_sql,
+    stale,
 )
 from lakehouse.errors import SluiceError
 
@@ -77,8 +77,8 @@ def failing_counts_by_group(
 def _group_aggregate(check: Check, group_column: str) -> tuple[str, list[Any]] | None:
     """The aggregate (over the rows of one group) that gives `check`'s failing rows, or None
     when the check is not counted in the shared scan. Raises `SluiceError` to decline it."""
-    if check.kind in _ROW_CHECKS:
-        where, params = _failing_condition(check)
+    if check.kind in ROW_CHECKS:
+        where, params = failing_condition(check)
         referenced = _condition_columns(check)
         if group_column.lower() in {c.lower() for c in referenced}:
             raise SluiceError(f"check {check.name} names the group column")
@@ -86,13 +86,13 @@ def _group_aggregate(check: Check, group_column: str) -> tuple[str, list[Any]] |
     if check.kind == "row_count":
         return "count(*)", []
     if check.kind == "freshness":
-        column = _column(_param(check, "column"), check.kind)
+        column = column_name(param(check, "column"), check.kind)
         if column.lower() == group_column.lower():
             raise SluiceError(f"check {check.name} names the group column")
-        newest = f"max({_ident(column)})"
-        return f"CAST({_stale(newest)} AS INTEGER)", [_max_age_us(check)]
+        newest = f"max({ident(column)})"
+        return f"CAST({stale(newest)} AS INTEGER)", [max_age_us(check)]
     if check.kind == "unique":
-        columns = _columns(_seq_param(check, "columns"), check.kind)
+        columns = column_names(seq_param(check, "columns"), check.kind)
         if group_column.lower() in {c.lower() for c in columns}:
             raise SluiceError(f"check {check.name} names the group column")
         return None
@@ -103,12 +103,12 @@ def _condition_columns(check: Check) -> tuple[str, ...]:
     """The columns a row check's condition reads; raises `SluiceError` for an expression that
     is not a plain predicate over the row's own columns."""
     if check.kind == "not_null":
-        return _columns(_seq_param(check, "columns"), check.kind)
+        return column_names(seq_param(check, "columns"), check.kind)
     if check.kind == "accepted_values":
-        return (_column(_param(check, "column"), check.kind),)
+        return (column_name(param(check, "column"), check.kind),)
     from sqlglot import exp
 
-    parsed = _parse_predicate(str(_param(check, "predicate")))
+    parsed = parse_predicate(str(param(check, "predicate")))
     beyond_the_row = (exp.Query, exp.Subquery, exp.Table, exp.Window, exp.AggFunc, exp.Star)
     if any(isinstance(node, beyond_the_row) for node in parsed.walk()):
         raise SluiceError(f"check {check.name} reads more than one row")
@@ -127,10 +127,10 @@ def _aggregate_counts(
 ) -> list[list[Any]] | None:
     """Each aggregate's value per group (None where a group has no rows), in one scan; None
     when the query fails."""
-    group = _ident(group_column)
-    selected = ", ".join(f"{sql} AS {_ident(f'a{i}')}" for i, (_, sql, _) in enumerate(aggregates))
+    group = ident(group_column)
+    selected = ", ".join(f"{sql} AS {ident(f'a{i}')}" for i, (_, sql, _) in enumerate(aggregates))
     params = [p for _, _, ps in aggregates for p in ps]
-    query = f"SELECT {group}, {selected} FROM {_relation_sql(relation)} GROUP BY {group}"
+    query = f"SELECT {group}, {selected} FROM {relation_sql(relation)} GROUP BY {group}"
     try:
         rows = con.execute(query, params).fetchall()
     except duckdb.Error:
@@ -146,7 +146,7 @@ def _aggregate_counts(
 
 def _failing_per_group(check: Check, values: list[Any]) -> list[int] | None:
     """Failing-row counts from the aggregate of `_group_aggregate` per group (None: no rows)."""
-    if check.kind in _ROW_CHECKS:
+    if check.kind in ROW_CHECKS:
         return [int(v or 0) for v in values]
     if check.kind == "freshness":
         return [1 if v is None else int(v) for v in values]
@@ -168,12 +168,12 @@ def _unique_counts(
     groups: int,
 ) -> list[int] | None:
     """Duplicated keys per group (the key with the group), in one query; None if it fails."""
-    cols = _columns(_seq_param(check, "columns"), check.kind)
-    group = _ident(group_column)
-    keys = ", ".join(_ident(c) for c in cols)
-    not_null_keys = " AND ".join(f"{_ident(c)} IS NOT NULL" for c in cols)
+    cols = column_names(seq_param(check, "columns"), check.kind)
+    group = ident(group_column)
+    keys = ", ".join(ident(c) for c in cols)
+    not_null_keys = " AND ".join(f"{ident(c)} IS NOT NULL" for c in cols)
     query = (
-        f"SELECT {group}, count(*) FROM (SELECT {group} FROM {_relation_sql(relation)} "
+        f"SELECT {group}, count(*) FROM (SELECT {group} FROM {relation_sql(relation)} "
         f"WHERE {not_null_keys} GROUP BY {group}, {keys} HAVING count(*) > 1) AS "
         f'"duplicated" GROUP BY {group}'
     )

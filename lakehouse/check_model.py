@@ -46,15 +46,15 @@ class CheckResult:
         return not self.passed and self.severity == "error"
 
 
-def _param(check: Check, key: str) -> Any:
+def param(check: Check, key: str) -> Any:
     for k, v in check.params:
         if k == key:
             return v
     raise SluiceError(f"check {check.name}: missing parameter {key!r} for kind {check.kind!r}")
 
 
-def _seq_param(check: Check, key: str) -> tuple[Any, ...]:
-    value = _param(check, key)
+def seq_param(check: Check, key: str) -> tuple[Any, ...]:
+    value = param(check, key)
     if not isinstance(value, list | tuple):
         raise SluiceError(f"check {check.name}: parameter {key!r} must be a list, got {value!r}")
     return tuple(value)

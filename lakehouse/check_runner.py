@@ -16,9 +16,9 @@ from typing import Any
 
 import duckdb
 
-from lakehouse.check_arguments import _columns
-from lakehouse.check_model import Check, CheckResult, _seq_param
-from lakehouse.check_sql import _ident, _relation_sql, failing_rows_sql
+from lakehouse.check_arguments import column_names
+from lakehouse.check_model import Check, CheckResult, seq_param
+from lakehouse.check_sql import failing_rows_sql, ident, relation_sql
 from lakehouse.errors import SluiceError
 
 
@@ -85,11 +85,11 @@ def _all_distinct(con: duckdb.DuckDBPyConnection, check: Check, relation: str) -
     than grouping by the key, and the common case). Keys DuckDB groups as equal have equal
     hashes (its grouping relies on it), so as many distinct hashes as rows proves every key
     distinct; a repeated key, or a mere hash collision, sends the check to the exact count."""
-    cols = _columns(_seq_param(check, "columns"), check.kind)
-    not_null_keys = " AND ".join(f"{_ident(c)} IS NOT NULL" for c in cols)
+    cols = column_names(seq_param(check, "columns"), check.kind)
+    not_null_keys = " AND ".join(f"{ident(c)} IS NOT NULL" for c in cols)
     [(rows, distinct)] = con.execute(
-        f"SELECT count(*), count(DISTINCT hash({', '.join(_ident(c) for c in cols)})) "
-        f"FROM {_relation_sql(relation)} WHERE {not_null_keys}"
+        f"SELECT count(*), count(DISTINCT hash({', '.join(ident(c) for c in cols)})) "
+        f"FROM {relation_sql(relation)} WHERE {not_null_keys}"
     ).fetchall()
     return bool(rows == distinct)
 

@@ -12,16 +12,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from lakehouse.check_arguments import _age_seconds, _column, _columns, _layer_asset, _value_kind
-from lakehouse.check_model import Check, _param, _seq_param
-from lakehouse.check_parsing import _DIALECT, _normalized_predicate, _parse_query
+from lakehouse.check_arguments import (
+    age_seconds,
+    column_name,
+    column_names,
+    layer_asset,
+    value_kind,
+)
+from lakehouse.check_model import Check, param, seq_param
+from lakehouse.check_parsing import DIALECT, normalized_predicate, parse_query
 from lakehouse.errors import SluiceError
 
 if TYPE_CHECKING:
     from sqlglot import exp
 
 
-_ROW_CHECKS = ("not_null", "accepted_values", "expression")
+ROW_CHECKS = ("not_null", "accepted_values", "expression")
 """Kinds whose failing rows are the rows matching a condition: counted by a FILTER."""
 
 
@@ -31,16 +37,16 @@ def failing_rows_sql(check: Check, relation: str) -> tuple[str, list[Any]]:
     `relation` is a view or table name, optionally schema- (or catalog-) qualified with dots;
     each part is quoted. Raises `SluiceError` for an unknown kind or malformed parameters.
     """
-    rel = _relation_sql(relation)
+    rel = relation_sql(relation)
     kind = check.kind
-    if kind in _ROW_CHECKS:
-        where, values = _failing_condition(check)
+    if kind in ROW_CHECKS:
+        where, values = failing_condition(check)
         return f"SELECT * FROM {rel} WHERE {where}", values
     if kind == "unique":
-        cols = _columns(_seq_param(check, "columns"), kind)
-        keys = ", ".join(_ident(c) for c in cols)
-        not_null_keys = " AND ".join(f"{_ident(c)} IS NOT NULL" for c in cols)
-        n = _ident(_count_column(cols))
+        cols = column_names(seq_param(check, "columns"), kind)
+        keys = ", ".join(ident(c) for c in cols)
+        not_null_keys = " AND ".join(f"{ident(c)} IS NOT NULL" for c in cols)
+        n = ident(_count_column(cols))
         return (
             f"SELECT {keys}, count(*) AS {n} FROM {rel} WHERE {not_null_keys} "
             f"GROUP BY {keys} HAVING count(*) > 1"
@@ -62,67 +68,67 @@ def failing_rows_sql(check: Check, relation: str) -> tuple[str, list[Any]]:
             f"WHERE {' OR '.join(conds)}"
         ), params
     if kind == "relationships":
-        col = _ident(_column(_param(check, "column"), kind))
-        target = _relation_sql(_layer_asset(str(_param(check, "to"))))
-        target_field = _ident(_column(_param(check, "field"), kind))
+        col = ident(column_name(param(check, "column"), kind))
+        target = relation_sql(layer_asset(str(param(check, "to"))))
+        target_field = ident(column_name(param(check, "field"), kind))
         return (
             f'SELECT "_child".* FROM {rel} AS "_child" WHERE "_child".{col} IS NOT NULL '
             f'AND NOT EXISTS (SELECT 1 FROM {target} AS "_parent" '
             f'WHERE "_parent".{target_field} = "_child".{col})'
         ), []
     if kind == "freshness":
-        col = _ident(_column(_param(check, "column"), kind))
+        col = ident(column_name(param(check, "column"), kind))
         latest = '"latest"'
         return (
             f'SELECT {latest} FROM (SELECT max({col}) AS {latest} FROM {rel}) AS "newest" '
-            f"WHERE {_stale(latest)}"
-        ), [_max_age_us(check)]
+            f"WHERE {stale(latest)}"
+        ), [max_age_us(check)]
     if kind == "sql":
         from sqlglot import exp
 
-        query = _parse_query(str(_param(check, "query")))
+        query = parse_query(str(param(check, "query")))
         this = exp.select("*").from_(_relation_table(relation))
         wrapped = (
             exp.select("*")
             .from_(query.subquery(exp.to_identifier("failing", quoted=True)))
             .with_(exp.to_identifier("this", quoted=True), as_=this)
         )
-        return wrapped.sql(dialect=_DIALECT), []
+        return wrapped.sql(dialect=DIALECT), []
     raise SluiceError(f"check {check.name}: unknown check kind {kind!r}")
 
 
-def _stale(latest: str) -> str:
+def stale(latest: str) -> str:
     """Whether the newest value `latest` (SQL) is missing or older than the bound max age."""
     return f"{latest} IS NULL OR epoch_us({latest}) < epoch_us(now()) - ?"
 
 
-def _max_age_us(check: Check) -> int:
-    return round(_age_seconds(_param(check, "max_age_seconds")) * 1_000_000)
+def max_age_us(check: Check) -> int:
+    return round(age_seconds(param(check, "max_age_seconds")) * 1_000_000)
 
 
-def _failing_condition(check: Check) -> tuple[str, list[Any]]:
+def failing_condition(check: Check) -> tuple[str, list[Any]]:
     """The WHERE condition selecting the failing rows of a row check (as `failing_rows_sql`)."""
     kind = check.kind
     if kind == "not_null":
-        cols = _columns(_seq_param(check, "columns"), kind)
-        return " OR ".join(f"{_ident(c)} IS NULL" for c in cols), []
+        cols = column_names(seq_param(check, "columns"), kind)
+        return " OR ".join(f"{ident(c)} IS NULL" for c in cols), []
     if kind == "accepted_values":
-        col = _ident(_column(_param(check, "column"), kind))
-        vals = _seq_param(check, "values")
+        col = ident(column_name(param(check, "column"), kind))
+        vals = seq_param(check, "values")
         if not vals:
             raise SluiceError(f"check {check.name}: no accepted values")
-        compared = f"CAST({col} AS VARCHAR)" if _value_kind(vals, col) == "str" else col
+        compared = f"CAST({col} AS VARCHAR)" if value_kind(vals, col) == "str" else col
         return f"{col} IS NOT NULL AND NOT list_contains(?, {compared})", [list(vals)]
     if kind == "expression":
-        predicate = _normalized_predicate(str(_param(check, "predicate")))
+        predicate = normalized_predicate(str(param(check, "predicate")))
         return f"NOT coalesce(({predicate}), false)", []
     raise SluiceError(f"check {check.name}: {kind} is not a row check")
 
 
-def _ident(name: str) -> str:
+def ident(name: str) -> str:
     from sqlglot import exp
 
-    return str(exp.to_identifier(name, quoted=True).sql(dialect=_DIALECT))
+    return str(exp.to_identifier(name, quoted=True).sql(dialect=DIALECT))
 
 
 def _relation_parts(relation: str) -> list[str]:
@@ -140,8 +146,8 @@ def _relation_table(relation: str) -> exp.Table:
     return exp.Table(this=table, db=db, catalog=catalog)
 
 
-def _relation_sql(relation: str) -> str:
-    return ".".join(_ident(p) for p in _relation_parts(relation))
+def relation_sql(relation: str) -> str:
+    return ".".join(ident(p) for p in _relation_parts(relation))
 
 
 def _count_column(cols: Sequence[str]) -> str:

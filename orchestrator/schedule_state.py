@@ -47,9 +47,9 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from lakehouse.errors import ConfigError
-from orchestrator.state import _pid_alive
-from orchestrator.state_engine import _READ_ONLY, open_engine
-from orchestrator.state_tables import _UTCDateTime
+from orchestrator.state import pid_alive
+from orchestrator.state_engine import READ_ONLY, open_engine
+from orchestrator.state_tables import UTCDateTime
 
 TickStatus = Literal["claimed", "running", "succeeded", "failed", "skipped", "interrupted"]
 OPEN_STATUSES: tuple[TickStatus, ...] = ("claimed", "running")
@@ -63,13 +63,13 @@ ticks_table = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("schedule", String(255), nullable=False),
-    Column("tick_time", _UTCDateTime, nullable=False),
+    Column("tick_time", UTCDateTime, nullable=False),
     Column("status", String(16), nullable=False),
     Column("owner", String(255), nullable=False),
     Column("run_id", String(128), nullable=True),
-    Column("claimed_at", _UTCDateTime, nullable=False),
-    Column("started_at", _UTCDateTime, nullable=True),
-    Column("finished_at", _UTCDateTime, nullable=True),
+    Column("claimed_at", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime, nullable=True),
+    Column("finished_at", UTCDateTime, nullable=True),
     Column("message", Text, nullable=True),
     UniqueConstraint("schedule", "tick_time", name="uq_schedule_ticks_key"),
     Index("ix_schedule_ticks_status", "status"),
@@ -79,7 +79,7 @@ cursors_table = Table(
     "schedule_cursors",
     metadata,
     Column("schedule", String(255), primary_key=True),
-    Column("first_seen", _UTCDateTime, nullable=False),
+    Column("first_seen", UTCDateTime, nullable=False),
 )
 
 lease_table = Table(
@@ -89,8 +89,8 @@ lease_table = Table(
     Column("owner", String(255), nullable=False),
     Column("host", String(255), nullable=False),
     Column("pid", Integer, nullable=False),
-    Column("acquired_at", _UTCDateTime, nullable=False),
-    Column("expires_at", _UTCDateTime, nullable=False),
+    Column("acquired_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
 )
 
 
@@ -388,7 +388,7 @@ class ScheduleStore:
     def _transact(self, work: Callable[[Connection], _T], *, write: bool) -> _T:
         with self._guard(), self._engine.connect() as conn:
             if not write:
-                conn.execution_options(**{_READ_ONLY: True})
+                conn.execution_options(**{READ_ONLY: True})
             with conn.begin():
                 return work(conn)
 
@@ -419,4 +419,4 @@ def _host_and_pid(owner: str) -> tuple[str, int]:
 
 def _holder_gone(row: Row[Any]) -> bool:
     """A lease holder of this host whose process no longer exists."""
-    return bool(row.host == socket.gethostname() and not _pid_alive(int(row.pid)))
+    return bool(row.host == socket.gethostname() and not pid_alive(int(row.pid)))

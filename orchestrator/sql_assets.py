@@ -32,20 +32,18 @@ from orchestrator.assets import Asset, AssetKey, Retry, partitioned_version, val
 from orchestrator.errors import DefinitionError
 from orchestrator.sql_cache import (
     QueryCache,
-    _active,
+    active_cache,
     remembered_check,
     remembered_sql,
     sqlglot_version,
 )
-from orchestrator.sql_header import HEADER_KEYS, _is_header_line, _parse_header
+from orchestrator.sql_header import HEADER_KEYS, is_header_line, parse_header
 from orchestrator.sql_header_checks import CHECK_NAMES
-from orchestrator.sql_location import _Where
-
-# `load_sql_asset` calls `_parse_query` through this module: tests replace it here.
+from orchestrator.sql_location import Where
 from orchestrator.sql_query import (
     DIALECT,
-    _parse_query,
-    _ParsedQuery,
+    ParsedQuery,
+    parse_query,
     sql_code_version,
     upstream_refs,
 )
@@ -96,7 +94,7 @@ def load_sql_asset(path: Path, assets_dir: Path, known: QueryCache | None = None
 
     lines = text.split("\n")  # only "\n" counts, as in sqlglot's line numbers
     n_header = 0
-    while n_header < len(lines) and _is_header_line(lines[n_header]):
+    while n_header < len(lines) and is_header_line(lines[n_header]):
         n_header += 1
     first_line = n_header + 1
     body = "\n".join(lines[n_header:])
@@ -105,10 +103,10 @@ def load_sql_asset(path: Path, assets_dir: Path, known: QueryCache | None = None
             "SQL file has only comments: expected one SELECT query", asset=str(key), file=file
         )
 
-    header = _parse_header(lines[:n_header], file, str(key))
+    header = parse_header(lines[:n_header], file, str(key))
     parsed = known.get(body) if known is not None else None
     if parsed is None:
-        parsed = _ParsedQuery.of(body, _parse_query(body, _Where(file, first_line, str(key))))
+        parsed = ParsedQuery.of(body, parse_query(body, Where(file, first_line, str(key))))
         if known is not None:
             known.put(body, parsed)
     deps = list(dict.fromkeys([*parsed.refs, *header.deps]))
@@ -145,7 +143,7 @@ def discover_sql_assets(assets_dir: Path, cache: Path | None = None) -> list[Ass
     if not assets_dir.is_dir():
         return []
     if cache is None:
-        return _discover(assets_dir, _active.get())
+        return _discover(assets_dir, active_cache.get())
     with remembered_sql(cache) as known:
         return _discover(assets_dir, known)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.cache_files import read_json_object, section, write_json_atomically
-from orchestrator.sql_query import _ParsedQuery
+from orchestrator.sql_query import ParsedQuery
 
 if TYPE_CHECKING:
     from lakehouse.audits import Check, Severity
@@ -60,18 +60,18 @@ class QueryCache:
     def _key(text: str) -> str:
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def get(self, body: str) -> _ParsedQuery | None:
+    def get(self, body: str) -> ParsedQuery | None:
         key = self._key(body)
         entry = self._stored["queries"].get(key)
         try:
             refs, version, sql = entry  # type: ignore[misc]
-            parsed = _ParsedQuery(tuple(str(r) for r in refs), str(version), str(sql))
+            parsed = ParsedQuery(tuple(str(r) for r in refs), str(version), str(sql))
         except (TypeError, ValueError):
             return None
         self.put(body, parsed)
         return parsed
 
-    def put(self, body: str, parsed: _ParsedQuery) -> None:
+    def put(self, body: str, parsed: ParsedQuery) -> None:
         entry = [list(parsed.refs), parsed.code_version, parsed.sql]
         self._used["queries"][self._key(body)] = entry
 
@@ -124,7 +124,7 @@ def _check_from_json(entry: object, severity: Severity) -> Check | None:
     return Check(kind, name, params=pairs, severity=severity, references=tuple(references))
 
 
-_active: ContextVar[QueryCache | None] = ContextVar("sluice_sql_cache", default=None)
+active_cache: ContextVar[QueryCache | None] = ContextVar("sluice_sql_cache", default=None)
 
 
 @contextlib.contextmanager
@@ -132,11 +132,11 @@ def remembered_sql(path: Path | None) -> Iterator[QueryCache | None]:
     """Remember what parsing yields (in the JSON file `path`, if given) for every SQL asset
     and SQL check built inside the block; saved when the block completes."""
     cache = QueryCache(path) if path is not None else None
-    token = _active.set(cache)
+    token = active_cache.set(cache)
     try:
         yield cache
     finally:
-        _active.reset(token)
+        active_cache.reset(token)
     if cache is not None:
         cache.save()
 
@@ -149,7 +149,7 @@ def remembered_check(
     Anything `build` might reject other than by parsing (a non-string text, an unknown
     severity) always goes to `build`, so its errors are raised exactly as without the cache.
     """
-    cache = _active.get()
+    cache = active_cache.get()
     if cache is None or not isinstance(text, str) or severity not in ("error", "warn"):
         return build(text, severity=severity)
     return cache.check(kind, text, "error" if severity == "error" else "warn", build)

@@ -18,8 +18,8 @@ from lakehouse.errors import SluiceError
 from orchestrator.assets import Retry, validate_name
 from orchestrator.errors import DefinitionError
 from orchestrator.partitions import TimePartitions
-from orchestrator.sql_header_checks import _CHECK_CALL, _number, _parse_check, _split_calls
-from orchestrator.sql_location import _Where
+from orchestrator.sql_header_checks import CHECK_CALL, numeric_literal, parse_check, split_calls
+from orchestrator.sql_location import Where
 
 if TYPE_CHECKING:
     from lakehouse.audits import Check
@@ -53,25 +53,25 @@ class _Header:
     timeout_s: float | None = None
 
 
-def _is_header_line(line: str) -> bool:
+def is_header_line(line: str) -> bool:
     stripped = line.strip()
     return not stripped or stripped.startswith("--")
 
 
-def _parse_header(lines: list[str], file: str, asset: str) -> _Header:
+def parse_header(lines: list[str], file: str, asset: str) -> _Header:
     header = _Header()
     for number, raw in enumerate(lines, start=1):
         match = _HEADER_LINE.match(raw.strip())
         if match is None:
             continue
         key, value = match.group(1).lower(), match.group(2).strip()
-        where = _Where(file, number, asset)
+        where = Where(file, number, asset)
         if key == "partitions":
             if header.partitions is not None:
                 raise where.error("partitions is given twice in the header")
             header.partitions = _parse_partitions(value, where)
         elif key == "checks":
-            header.checks.extend(_parse_check(call, where) for call in _split_calls(value, where))
+            header.checks.extend(parse_check(call, where) for call in split_calls(value, where))
         elif key == "tags":
             header.tags.extend(_split_list(value))
         elif key == "owners":
@@ -106,9 +106,9 @@ def _parse_header(lines: list[str], file: str, asset: str) -> _Header:
 _PARTITION_KINDS = {"hourly": "hour", "daily": "day", "monthly": "month"}
 
 
-def _parse_partitions(value: str, where: _Where) -> TimePartitions:
+def _parse_partitions(value: str, where: Where) -> TimePartitions:
     """`daily(start=2024-01-01, column=order_date[, timezone=UTC, lookback=6, end_offset=0])`."""
-    match = _CHECK_CALL.match(value)
+    match = CHECK_CALL.match(value)
     kind = match.group(1).lower() if match else ""
     if match is None or kind not in _PARTITION_KINDS:
         raise where.error(
@@ -144,7 +144,7 @@ def _split_list(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-def _validate_ref(ref: str, where: _Where) -> str:
+def _validate_ref(ref: str, where: Where) -> str:
     parts = ref.split(".")
     if len(parts) > 2:
         raise where.error(f"invalid upstream {ref!r} in deps: expected 'name' or 'layer.name'")
@@ -153,7 +153,7 @@ def _validate_ref(ref: str, where: _Where) -> str:
     return ref
 
 
-def _parse_retry(value: str, where: _Where) -> Retry:
+def _parse_retry(value: str, where: Where) -> Retry:
     allowed = {f.name: f.type for f in dataclasses.fields(Retry)}
     usage = f"expected e.g. 'retry: attempts=3, backoff_s=2' (keys: {', '.join(allowed)})"
     try:
@@ -164,7 +164,7 @@ def _parse_retry(value: str, where: _Where) -> Retry:
         raise where.error(f"cannot read retry {value!r}: {usage}")
     kwargs: dict[str, float | int] = {}
     for keyword in call.keywords:
-        number = _number(keyword.value)
+        number = numeric_literal(keyword.value)
         if keyword.arg not in allowed or number is None:
             raise where.error(f"cannot read retry {value!r}: {usage}")
         if keyword.arg == "attempts" and not isinstance(number, int):

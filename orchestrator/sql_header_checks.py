@@ -19,7 +19,7 @@ from lakehouse.errors import SluiceError
 
 if TYPE_CHECKING:
     from lakehouse.audits import Check
-    from orchestrator.sql_location import _Where
+    from orchestrator.sql_location import Where
 
 
 CHECK_NAMES = (
@@ -34,7 +34,7 @@ CHECK_NAMES = (
 )
 """Check names usable in a `-- checks:` header: the builders of `orchestrator.checks`."""
 
-_CHECK_CALL = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*\((.*)\)$", re.DOTALL)
+CHECK_CALL = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*\((.*)\)$", re.DOTALL)
 _TRAILING_SEVERITY = re.compile(r",\s*severity\s*=\s*(['\"])(\w*)\1\s*$")
 
 
@@ -52,7 +52,7 @@ def _check_builder(name: str) -> Callable[..., Check] | None:
     return builder
 
 
-def _split_calls(value: str, where: _Where) -> Iterator[str]:
+def split_calls(value: str, where: Where) -> Iterator[str]:
     """Split `a(...); b(...)` on top-level semicolons (not inside quotes or brackets)."""
     depth, quote, start = 0, "", 0
     for i, char in enumerate(value):
@@ -75,8 +75,8 @@ def _split_calls(value: str, where: _Where) -> Iterator[str]:
         yield value[start:].strip()
 
 
-def _parse_check(text: str, where: _Where) -> Check:
-    match = _CHECK_CALL.match(text)
+def parse_check(text: str, where: Where) -> Check:
+    match = CHECK_CALL.match(text)
     if match is None:
         raise where.error(
             f"cannot read check {text!r}: expected a call such as not_null(order_id); "
@@ -140,7 +140,7 @@ def _raw_sql_argument(inner: str) -> tuple[list[Any], dict[str, Any]]:
     return [text], kwargs
 
 
-def _call_arguments(text: str, where: _Where) -> tuple[list[Any], dict[str, Any]]:
+def _call_arguments(text: str, where: Where) -> tuple[list[Any], dict[str, Any]]:
     """Positional and keyword arguments of one check call; raises SyntaxError if not Python."""
     call = ast.parse(text.strip(), mode="eval").body
     if not isinstance(call, ast.Call):
@@ -158,11 +158,11 @@ def _call_arguments(text: str, where: _Where) -> tuple[list[Any], dict[str, Any]
     return args, kwargs
 
 
-def _value(node: ast.expr, text: str, where: _Where) -> Any:
+def _value(node: ast.expr, text: str, where: Where) -> Any:
     """Bare names are column names, dotted names are table names; literals are themselves."""
     if isinstance(node, ast.Constant):
         return node.value
-    number = _number(node)
+    number = numeric_literal(node)
     if number is not None:
         return number
     if isinstance(node, ast.Name):
@@ -183,7 +183,7 @@ def _value(node: ast.expr, text: str, where: _Where) -> Any:
     )
 
 
-def _number(node: ast.expr) -> int | float | None:
+def numeric_literal(node: ast.expr) -> int | float | None:
     sign = 1
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
         sign = -1 if isinstance(node.op, ast.USub) else 1

@@ -2,7 +2,7 @@
 
 Header lines, checks and the query are read by different modules, and each of their errors
 must name the file and the line of the file (header included, not of the query alone) so that
-it can be fixed without searching. `_Where` is how they all build those errors.
+it can be fixed without searching. `Where` is how they all build those errors.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from orchestrator.errors import DefinitionError, SqlParseError
 
 
 @dataclass(frozen=True)
-class _Where:
+class Where:
     """Location for error messages: the file and a line in it."""
 
     file: str

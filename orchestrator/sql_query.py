@@ -1,6 +1,6 @@
 """A SQL asset's query: the one query its body must be, the tables it reads, its code version.
 
-Everything taken from the query is a function of its text alone (`_ParsedQuery`), which is
+Everything taken from the query is a function of its text alone (`ParsedQuery`), which is
 what lets `orchestrator.sql_cache` remember it by text. Errors are `SqlParseError`s naming the
 file and the line of the file (not of the body). sqlglot and DuckDB are imported when a query
 is parsed, never on import: loading an unchanged project from the cache needs neither.
@@ -21,14 +21,14 @@ if TYPE_CHECKING:
     from sqlglot.errors import ParseError
 
     from orchestrator.errors import SqlParseError
-    from orchestrator.sql_location import _Where
+    from orchestrator.sql_location import Where
 
 
 DIALECT = "duckdb"
 
 
 @dataclass(frozen=True)
-class _ParsedQuery:
+class ParsedQuery:
     """Everything a SQL asset takes from its query text: a function of that text alone."""
 
     refs: tuple[str, ...]
@@ -36,7 +36,7 @@ class _ParsedQuery:
     sql: str
 
     @classmethod
-    def of(cls, body: str, query: exp.Expr) -> _ParsedQuery:
+    def of(cls, body: str, query: exp.Expr) -> ParsedQuery:
         return cls(tuple(upstream_refs(query)), sql_code_version(query), _strip_terminator(body))
 
 
@@ -83,7 +83,7 @@ def sql_code_version(query: exp.Expr) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _parse_query(body: str, where: _Where) -> exp.Expr:
+def parse_query(body: str, where: Where) -> exp.Expr:
     """The single query in `body`; positions in errors are lines of the file."""
     import sqlglot
     from sqlglot import exp
@@ -124,7 +124,7 @@ def _parse_query(body: str, where: _Where) -> exp.Expr:
     return query
 
 
-def _check_duckdb_parses(body: str, where: _Where, offset: int) -> None:
+def _check_duckdb_parses(body: str, where: Where, offset: int) -> None:
     """DuckDB runs the SQL, so SQL that sqlglot accepts but DuckDB's parser rejects is an error
     at load time too, not a failure in the middle of a run."""
     import duckdb
@@ -140,7 +140,7 @@ def _check_duckdb_parses(body: str, where: _Where, offset: int) -> None:
         raise where.parse_error(f"cannot parse SQL: {message}{at}", line) from None
 
 
-def _parse_error(exc: ParseError, where: _Where, offset: int) -> SqlParseError:
+def _parse_error(exc: ParseError, where: Where, offset: int) -> SqlParseError:
     if not exc.errors:
         return where.parse_error(f"cannot parse SQL: {exc}")
     first = exc.errors[0]

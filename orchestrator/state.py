@@ -46,33 +46,33 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from lakehouse.errors import ConfigError
-from orchestrator.state_engine import _READ_ONLY
+from orchestrator.state_engine import READ_ONLY
 from orchestrator.state_engine import SQLITE_BUSY_TIMEOUT_S as SQLITE_BUSY_TIMEOUT_S
 from orchestrator.state_engine import open_engine as open_engine
 from orchestrator.state_records import (
-    _RUN_STATUSES,
-    _STEP_STATUSES,
+    RUN_STATUSES,
+    STEP_STATUSES,
     AmbiguousRunError,
     CheckRecord,
     RunRecord,
     RunStatus,
     StepRecord,
     StepStatus,
-    _check_status,
+    check_status,
 )
 from orchestrator.state_records import BackfillPartition as BackfillPartition
 from orchestrator.state_records import BackfillRecord as BackfillRecord
 from orchestrator.state_records import BackfillState as BackfillState
 from orchestrator.state_rows import (
-    _backfill_record,
-    _checks_by_step,
-    _run_record,
-    _step_counts,
-    _step_key,
-    _step_order,
-    _step_record,
+    backfill_record,
+    checks_by_step,
+    run_record,
+    step_counts,
+    step_key,
+    step_order,
+    step_record,
 )
-from orchestrator.state_tables import _TABLE_NAMES
+from orchestrator.state_tables import TABLE_NAMES
 from orchestrator.state_tables import backfill_partitions_table as backfill_partitions_table
 from orchestrator.state_tables import backfills_table as backfills_table
 from orchestrator.state_tables import check_results_table as check_results_table
@@ -142,7 +142,7 @@ class StateStore:
 
     def finish_run(self, run_id: str, status: RunStatus) -> None:
         """Set the final status of a run and its finish time (a no-op for an unknown run)."""
-        _check_status(status, _RUN_STATUSES, "run")
+        check_status(status, RUN_STATUSES, "run")
         stmt = (
             update(runs_table)
             .where(runs_table.c.run_id == run_id)
@@ -156,7 +156,7 @@ class StateStore:
 
     def record_step(self, step: StepRecord) -> None:
         """Insert or replace the step `(run_id, asset, partition)`, and replace its checks."""
-        _check_status(step.status, _STEP_STATUSES, "step")
+        check_status(step.status, STEP_STATUSES, "step")
         key = (
             (steps_table.c.run_id == step.run_id)
             & (steps_table.c.asset == step.asset)
@@ -224,7 +224,7 @@ class StateStore:
                     (runs_table.c.status == "running") & (runs_table.c.host == self._host)
                 )
             ).all()
-            dead = sorted(run_id for run_id, pid in rows if not _pid_alive(pid))
+            dead = sorted(run_id for run_id, pid in rows if not pid_alive(pid))
             if not dead:
                 return []
             now = _now()
@@ -263,8 +263,8 @@ class StateStore:
 
         def read(conn: Connection) -> list[RunRecord]:
             rows = conn.execute(stmt).all()
-            counts = _step_counts(conn, [row.run_id for row in rows])
-            return [_run_record(row, counts.get(row.run_id, {})) for row in rows]
+            counts = step_counts(conn, [row.run_id for row in rows])
+            return [run_record(row, counts.get(row.run_id, {})) for row in rows]
 
         return self._transact(read, write=False)
 
@@ -300,16 +300,16 @@ class StateStore:
                 .where(steps_table.c.run_id == row.run_id)
                 .order_by(steps_table.c.id)
             ).all()
-            checks = _checks_by_step(
+            checks = checks_by_step(
                 conn,
                 select(check_results_table)
                 .join(steps_table, steps_table.c.id == check_results_table.c.step_id)
                 .where(steps_table.c.run_id == row.run_id),
             )
-            steps = [_step_record(s, checks.get(s.id, [])) for s in step_rows]
-            steps.sort(key=_step_order)
-            counts = _step_counts(conn, [row.run_id])
-            return _run_record(row, counts.get(row.run_id, {})), steps
+            steps = [step_record(s, checks.get(s.id, [])) for s in step_rows]
+            steps.sort(key=step_order)
+            counts = step_counts(conn, [row.run_id])
+            return run_record(row, counts.get(row.run_id, {})), steps
 
         return self._transact(read, write=False)
 
@@ -335,12 +335,12 @@ class StateStore:
 
         def read(conn: Connection) -> dict[tuple[str, str | None], StepRecord]:
             step_rows = conn.execute(select(steps_table).where(steps_table.c.id.in_(latest))).all()
-            checks = _checks_by_step(
+            checks = checks_by_step(
                 conn,
                 select(check_results_table).where(check_results_table.c.step_id.in_(latest)),
             )
-            records = (_step_record(s, checks.get(s.id, [])) for s in step_rows)
-            return {(r.asset, r.partition): r for r in sorted(records, key=_step_key)}
+            records = (step_record(s, checks.get(s.id, [])) for s in step_rows)
+            return {(r.asset, r.partition): r for r in sorted(records, key=step_key)}
 
         return self._transact(read, write=False)
 
@@ -461,7 +461,7 @@ class StateStore:
             rows = conn.execute(
                 select(backfills_table).order_by(backfills_table.c.created_at.desc()).limit(limit)
             ).all()
-            return [_backfill_record(conn, row) for row in rows]
+            return [backfill_record(conn, row) for row in rows]
 
         return self._transact(read, write=False)
 
@@ -478,7 +478,7 @@ class StateStore:
                 .where(table.c.backfill_id == backfill_id)
                 .order_by(table.c.asset, table.c.partition_key)
             ).all()
-            return _backfill_record(conn, row), [
+            return backfill_record(conn, row), [
                 BackfillPartition(
                     asset=i.asset,
                     partition=i.partition_key,
@@ -522,7 +522,7 @@ class StateStore:
             try:
                 with self._guard(), self._engine.connect() as conn:
                     if not write:
-                        conn.execution_options(**{_READ_ONLY: True})
+                        conn.execution_options(**{READ_ONLY: True})
                     with conn.begin():
                         return work(conn)
             except IntegrityError:
@@ -537,7 +537,7 @@ class StateStore:
     def _tables_missing(self) -> bool:
         with self._guard(), self._engine.connect() as conn:
             inspector = inspect(conn)
-            return not all(inspector.has_table(name) for name in _TABLE_NAMES)
+            return not all(inspector.has_table(name) for name in TABLE_NAMES)
 
 
 def _abandon_backfills(conn: Connection, dead_runs: Sequence[str]) -> None:
@@ -569,7 +569,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     if pid <= 0:
         return False
     if pid == os.getpid():

@@ -2,7 +2,7 @@
 
 Both the run-history and the schedule stores open their database here, so they agree on how
 SQLite is used: a busy timeout instead of immediate "database is locked" errors, `BEGIN
-IMMEDIATE` for writes and a plain `BEGIN` for connections marked `_READ_ONLY`, WAL when the
+IMMEDIATE` for writes and a plain `BEGIN` for connections marked `READ_ONLY`, WAL when the
 file system allows it, and one connection plus a lock for an in-memory database. A URL that
 cannot be used is a `ConfigError`, with any password hidden.
 """
@@ -21,7 +21,7 @@ from sqlalchemy.pool import StaticPool
 from lakehouse.errors import ConfigError
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
-_READ_ONLY = "sluice_read_only"
+READ_ONLY = "sluice_read_only"
 
 
 def open_engine(url: str, what: str) -> tuple[Engine, threading.Lock | None, str]:
@@ -79,5 +79,5 @@ def _install_sqlite_transactions(engine: Engine, *, wal: bool) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        read_only = conn.get_execution_options().get(_READ_ONLY, False)
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

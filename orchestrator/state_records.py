@@ -25,8 +25,8 @@ StepStatus = Literal[
     "conflict",
 ]
 
-_RUN_STATUSES: frozenset[str] = frozenset(get_args(RunStatus))
-_STEP_STATUSES: frozenset[str] = frozenset(get_args(StepStatus))
+RUN_STATUSES: frozenset[str] = frozenset(get_args(RunStatus))
+STEP_STATUSES: frozenset[str] = frozenset(get_args(StepStatus))
 
 
 class AmbiguousRunError(SluiceError):
@@ -108,6 +108,6 @@ class RunRecord:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def _check_status(status: str, allowed: frozenset[str], what: str) -> None:
+def check_status(status: str, allowed: frozenset[str], what: str) -> None:
     if status not in allowed:
         raise ValueError(f"invalid {what} status {status!r}: expected one of {sorted(allowed)}")

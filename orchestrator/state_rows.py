@@ -26,7 +26,7 @@ from orchestrator.state_records import (
 from orchestrator.state_tables import backfill_partitions_table, check_results_table, steps_table
 
 
-def _backfill_record(conn: Connection, row: Row[Any]) -> BackfillRecord:
+def backfill_record(conn: Connection, row: Row[Any]) -> BackfillRecord:
     table = backfill_partitions_table
     counts = {
         str(state): int(n)
@@ -49,7 +49,7 @@ def _backfill_record(conn: Connection, row: Row[Any]) -> BackfillRecord:
     )
 
 
-def _step_counts(conn: Connection, run_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+def step_counts(conn: Connection, run_ids: Sequence[str]) -> dict[str, dict[str, int]]:
     if not run_ids:
         return {}
     rows = conn.execute(
@@ -63,7 +63,7 @@ def _step_counts(conn: Connection, run_ids: Sequence[str]) -> dict[str, dict[str
     return counts
 
 
-def _checks_by_step(conn: Connection, stmt: Any) -> dict[int, list[CheckRecord]]:
+def checks_by_step(conn: Connection, stmt: Any) -> dict[int, list[CheckRecord]]:
     checks: dict[int, list[CheckRecord]] = {}
     for row in conn.execute(stmt.order_by(check_results_table.c.position)).all():
         checks.setdefault(row.step_id, []).append(
@@ -80,7 +80,7 @@ def _checks_by_step(conn: Connection, stmt: Any) -> dict[int, list[CheckRecord]]
     return checks
 
 
-def _run_record(row: Row[Any], counts: Mapping[str, int]) -> RunRecord:
+def run_record(row: Row[Any], counts: Mapping[str, int]) -> RunRecord:
     return RunRecord(
         run_id=row.run_id,
         command=row.command,
@@ -94,7 +94,7 @@ def _run_record(row: Row[Any], counts: Mapping[str, int]) -> RunRecord:
     )
 
 
-def _step_record(row: Row[Any], checks: list[CheckRecord]) -> StepRecord:
+def step_record(row: Row[Any], checks: list[CheckRecord]) -> StepRecord:
     return StepRecord(
         run_id=row.run_id,
         asset=row.asset,
@@ -113,11 +113,11 @@ def _step_record(row: Row[Any], checks: list[CheckRecord]) -> StepRecord:
     )
 
 
-def _step_key(step: StepRecord) -> tuple[str, str]:
+def step_key(step: StepRecord) -> tuple[str, str]:
     return (step.asset, step.partition or "")
 
 
-def _step_order(step: StepRecord) -> tuple[bool, datetime, str, str]:
+def step_order(step: StepRecord) -> tuple[bool, datetime, str, str]:
     """Started steps by start time, then not-yet-started ones; ties by asset and partition."""
     started = step.started_at
-    return (started is None, started or datetime.min.replace(tzinfo=UTC), *_step_key(step))
+    return (started is None, started or datetime.min.replace(tzinfo=UTC), *step_key(step))

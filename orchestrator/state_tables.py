@@ -2,7 +2,7 @@
 
 Tables are created by `metadata.create_all` whenever a store opens (or finds them gone), so
 this schema is the whole of what is on disk; JSON is kept as text to stay portable between
-SQLite and PostgreSQL. `_UTCDateTime` guarantees timezone-aware UTC values on the way out,
+SQLite and PostgreSQL. `UTCDateTime` guarantees timezone-aware UTC values on the way out,
 whatever the backend stores, and is shared with the schedule store.
 """
 
@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 
 
-class _UTCDateTime(TypeDecorator[datetime]):
+class UTCDateTime(TypeDecorator[datetime]):
     """A timestamp stored in UTC and always returned timezone-aware.
 
     SQLite keeps no offset (values are stored as UTC text, which also sorts correctly);
@@ -58,8 +58,8 @@ runs_table = Table(
     Column("command", Text, nullable=False),
     Column("selection", Text, nullable=False),
     Column("status", String(32), nullable=False),
-    Column("started_at", _UTCDateTime, nullable=False),
-    Column("finished_at", _UTCDateTime, nullable=True),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
     Column("pid", Integer, nullable=False),
     Column("host", String(255), nullable=False),
     Index("ix_runs_started_at", "started_at"),
@@ -76,8 +76,8 @@ steps_table = Table(
     Column("partition_key", String(255), nullable=False),
     Column("status", String(32), nullable=False),
     Column("attempts", Integer, nullable=False),
-    Column("started_at", _UTCDateTime, nullable=True),
-    Column("finished_at", _UTCDateTime, nullable=True),
+    Column("started_at", UTCDateTime, nullable=True),
+    Column("finished_at", UTCDateTime, nullable=True),
     Column("duration_s", Float, nullable=True),
     Column("snapshot_id", BigInteger, nullable=True),
     Column("branch", String(255), nullable=True),
@@ -114,8 +114,8 @@ backfills_table = Table(
     Column("last_partition", String(64), nullable=False),
     Column("ranged", Boolean, nullable=False),
     Column("status", String(32), nullable=False),
-    Column("created_at", _UTCDateTime, nullable=False),
-    Column("finished_at", _UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
 )
 
 backfill_partitions_table = Table(
@@ -131,7 +131,7 @@ backfill_partitions_table = Table(
     Index("ix_backfill_partitions_id", "backfill_id"),
 )
 
-_TABLE_NAMES = tuple(metadata.tables)
+TABLE_NAMES = tuple(metadata.tables)
 
 
 def _to_utc(value: datetime) -> datetime:
