@@ -64,9 +64,11 @@ class ThreadExecutor:
 
 
 class ProcessExecutor:
-    """Steps in worker processes forked from this one (Linux and macOS: needs `fork`).
+    """Steps in worker processes forked from this one (Linux and macOS: needs `fork`), or
+    from a fork server (see `start_workers_from_a_fork_server`).
 
-    Workers inherit the loaded project and open their own catalog and DuckDB connections.
+    Forked workers inherit the loaded project; all open their own catalog and DuckDB
+    connections.
     Each worker is a pool of its own, so a worker that dies (killed, out of memory, crashed)
     fails only the step it was running (its branch never reached `main`; the asset's retry
     policy does not apply, as it runs inside the worker); the next step on that slot gets a
@@ -84,7 +86,7 @@ class ProcessExecutor:
     def _worker(self, slot: int) -> ProcessPoolExecutor:
         worker = self._workers[slot]
         if worker is None:
-            worker = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+            worker = ProcessPoolExecutor(1, mp_context=_worker_context())
             self._workers[slot] = worker
         return worker
 
@@ -136,6 +138,29 @@ def _relay(
         outer.set_exception(exc)
     else:
         outer.set_result(inner.result())
+
+
+_start_method: Literal["fork", "forkserver"] = "fork"
+
+
+def start_workers_from_a_fork_server() -> None:
+    """Make this process's worker processes start from a fork server, not from itself.
+
+    For a process that runs several runs at once on threads (`sluice scheduler`): a fork
+    copies the locks other threads hold at that moment (SQLite's, DuckDB's), and a worker
+    forked while one was held waits on it forever. A fork server is a separate process with
+    one thread: its forks are safe. Its workers import Sluice once (preloaded in the server)
+    but load the project themselves, instead of inheriting it.
+    """
+    global _start_method
+    _start_method = "forkserver"
+
+
+def _worker_context() -> multiprocessing.context.BaseContext:
+    context = multiprocessing.get_context(_start_method)
+    if _start_method == "forkserver":
+        context.set_forkserver_preload(["orchestrator.runner"])
+    return context
 
 
 def make_executor(kind: Literal["threads", "processes"], max_workers: int) -> Executor:

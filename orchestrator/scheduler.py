@@ -435,6 +435,10 @@ class Scheduler:
 def run_scheduler(project: Project, *, log: Callable[[str], None]) -> int:
     """The `sluice scheduler` command: serve until SIGTERM/SIGINT (see the module doc)."""
     settings, clock = settings_from_env(os.environ)
+    from orchestrator.executor import start_workers_from_a_fork_server
+
+    # Runs go on threads of this process: their worker processes must not be forked from it.
+    start_workers_from_a_fork_server()
     scheduler = Scheduler(project, log=log, settings=settings, clock=clock)
     stop = StopRequest()
 

@@ -695,7 +695,8 @@ def test_a_real_scheduler_runs_concurrent_runs_on_worker_processes(
     assert proc.wait(30) == 0, d.logs()
 
     ticks = d.ticks()
-    assert {t.status for t in ticks} <= {"succeeded", "interrupted"}, d.logs()
+    # A tick that comes while its schedule's run is still going is skipped (no catch-up).
+    assert {t.status for t in ticks} <= {"succeeded", "skipped", "interrupted"}, d.logs()
     assert_one_run_per_tick(d)
     # The two schedules' runs of one minute overlapped: both ran at once.
     by_minute: dict[datetime, list[TickRecord]] = {}
