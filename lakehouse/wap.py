@@ -344,7 +344,8 @@ def write_audit_publish(
     written = write_data_files(
         table, data, file_schema, prefix=branch, split=window.split if window else None
     )
-    for paths in (written.paths, *written.paths_by_key().values()):
+    by_key = written.paths_by_key()
+    for paths in (written.paths, *by_key.values()):
         remember_columns(paths, file_schema.names)
     if window is not None:
         provenance = provenance.model_copy(update={"window": tuple(window.to_json())})
@@ -355,7 +356,6 @@ def write_audit_publish(
     # What one write added does not depend on the base it is applied to: checked once.
     placed = (window_check(table, written.paths, window),) if window is not None else ()
 
-    by_key = written.paths_by_key()
     known_files = by_key if partitions and set(by_key) <= {p.label for p in partitions} else None
 
     loaded = [table]  # the first write may commit through the table `ensure_table` loaded

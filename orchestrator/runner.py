@@ -238,16 +238,17 @@ def _result(
     lh: Lakehouse,
     con: duckdb.DuckDBPyConnection,
     spec: StepSpec,
+    label: str | None,
     keys: tuple[str, ...],
 ) -> pa.RecordBatchReader:
-    """The asset's rows for partitions `keys` of the step (all of them unless the step is a
-    ranged write split into calls), read from its pinned inputs for those partitions."""
+    """The asset's rows for partitions `keys` (labelled `label`) of the step (all of them
+    unless the step is a ranged write split into calls), read from its pinned inputs for those
+    partitions."""
     key = AssetKey.parse(spec.asset)
     asset = project.graph.assets[key]
     inputs = _open_inputs(project, lh, con, replace(spec, partitions=keys))
     partition = None
-    if asset.partitions is not None and keys and spec.partition:
-        label = spec.partition if keys == spec.partitions else _label(keys)
+    if asset.partitions is not None and keys and label:
         window = window_of(asset.partitions, keys, label)
         partition = Partition(label, window.start, window.end)
     ctx = AssetContext(
@@ -267,14 +268,10 @@ def _result(
         raise _UserCodeError(_user_error(asset, exc)) from exc
 
 
-def _label(keys: Sequence[str]) -> str:
-    return keys[0] if len(keys) == 1 else f"{keys[0]}..{keys[-1]}"
-
-
 def _chained(
     key: AssetKey,
     first: pa.RecordBatchReader,
-    rest: Iterator[tuple[str, pa.RecordBatchReader]],
+    rest: Iterator[tuple[str | None, pa.RecordBatchReader]],
 ) -> pa.RecordBatchReader:
     """One stream of the calls' rows; a call starts when the one before it is read out (they
     share one DuckDB connection, and memory holds one call at a time)."""
@@ -324,17 +321,22 @@ def _attempt(project: Project, lh: Lakehouse, spec: StepSpec) -> tuple[StepOutco
     try:
         window = None
         ranged: list[RowWindow] = []
-        calls = [spec.partitions]
+        calls = [(spec.partition, spec.partitions)]
         if asset.partitions is not None and spec.partitions and spec.partition:
             window = window_of(asset.partitions, spec.partitions, spec.partition)
             if len(spec.partitions) > 1:  # a ranged write: its checks run per partition
                 ranged = [window_of(asset.partitions, [p], p) for p in spec.partitions]
                 size = project.config.backfill.max_partitions_per_call
                 keys = spec.partitions
-                calls = [keys[i : i + size] for i in range(0, len(keys), size)]
-        reader = _result(project, lh, con, spec, calls[0])
+                calls = [
+                    (asset.partitions.label(part[0], part[-1]), part)
+                    for part in (keys[i : i + size] for i in range(0, len(keys), size))
+                ]
+        reader = _result(project, lh, con, spec, *calls[0])
         if len(calls) > 1:
-            rest = ((_label(c), _result(project, lh, con, spec, c)) for c in calls[1:])
+            rest = (
+                (label, _result(project, lh, con, spec, label, part)) for label, part in calls[1:]
+            )
             reader = _chained(key, reader, rest)
         provenance = Provenance(
             run_id=spec.run_id,
