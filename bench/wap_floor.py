@@ -189,5 +189,6 @@ def run(settings: Settings, report: Report, console: Any) -> None:
     report.ratio("cpu sluice/hand-written", ("sluice", "cpu_s"), ("hand-written", "cpu_s"))
     report.note(
         "fresh table = created with its empty first snapshot plus one untimed publish; the "
-        "timed cycle replaces its 1,000 rows (both sides write a delete and an append snapshot)."
+        "timed cycle replaces its 1,000 rows (Sluice writes one overwrite snapshot; the "
+        "hand-written cycle pyiceberg's `overwrite`: a delete and an append snapshot)."
     )

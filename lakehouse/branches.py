@@ -16,17 +16,20 @@ from typing import TypeVar
 
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
-from pyiceberg.expressions import AlwaysTrue, BooleanExpression
-from pyiceberg.table import Table, Transaction
+from pyiceberg.expressions import BooleanExpression
+from pyiceberg.io import FileIO
+from pyiceberg.io.pyarrow import parquet_file_to_data_file
+from pyiceberg.manifest import ManifestEntry, ManifestEntryStatus, ManifestFile
+from pyiceberg.table import Table, TableProperties, Transaction
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.refs import MAIN_BRANCH, SnapshotRefType
-from pyiceberg.table.snapshots import ancestors_of
+from pyiceberg.table.snapshots import Operation, ancestors_of
 from pyiceberg.table.update import (
     AssertRefSnapshotId,
     RemoveSnapshotRefUpdate,
     SetSnapshotRefUpdate,
 )
-from pyiceberg.table.update.snapshot import ManageSnapshots
+from pyiceberg.table.update.snapshot import ManageSnapshots, _OverwriteFiles
 
 from lakehouse.errors import BranchError, PublishConflictError
 from lakehouse.locks import TableLocks
@@ -87,16 +90,84 @@ def _matching_files(table: Table, snapshot_id: int, row_filter: BooleanExpressio
     )
 
 
-def _live_data_files(table: Table, snapshot_id: int) -> set[str]:
-    """Paths of every data file of a snapshot, empty files included (scans prune those)."""
+def _live_entries(table: Table, snapshot_id: int) -> list[ManifestEntry]:
+    """The entries of every data file of a snapshot, empty files included (scans prune those)."""
     snapshot = table.snapshot_by_id(snapshot_id)
-    if snapshot is None:
-        return set()
-    return {
-        entry.data_file.file_path
+    if snapshot is None or (snapshot.summary and snapshot.summary.get("total-data-files") == "0"):
+        return []
+    return [
+        entry
         for manifest in snapshot.manifests(table.io)
         for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True)
-    }
+    ]
+
+
+def _live_data_files(table: Table, snapshot_id: int) -> set[str]:
+    return {entry.data_file.file_path for entry in _live_entries(table, snapshot_id)}
+
+
+class _ReplaceAll(_OverwriteFiles):
+    """pyiceberg's overwrite snapshot, for the case where every live file of the branch head
+    goes: the caller read those files' entries once, where `_OverwriteFiles` reads every
+    manifest twice more to find them again.
+
+    One overwrite snapshot rather than pyiceberg's delete-then-append pair leaves half the
+    snapshots behind per full refresh and stages half the metadata updates. It relies on
+    `_OverwriteFiles` internals, hence pyiceberg's pin to one minor version.
+    """
+
+    def __init__(
+        self,
+        tx: Transaction,
+        io: FileIO,
+        branch: str,
+        properties: dict[str, str],
+        replaced: list[ManifestEntry],
+    ) -> None:
+        super().__init__(
+            operation=Operation.OVERWRITE,
+            transaction=tx,
+            io=io,
+            branch=branch,
+            snapshot_properties=properties,
+        )
+        self._replaced = replaced
+        for entry in replaced:
+            self.delete_data_file(entry.data_file)
+
+    def _existing_manifests(self) -> list[ManifestFile]:
+        return []  # nothing of the branch head survives
+
+    def _deleted_entries(self) -> list[ManifestEntry]:
+        return [
+            ManifestEntry.from_args(
+                status=ManifestEntryStatus.DELETED,
+                snapshot_id=self.snapshot_id,
+                sequence_number=entry.sequence_number,
+                file_sequence_number=entry.file_sequence_number,
+                data_file=entry.data_file,
+            )
+            for entry in self._replaced
+        ]
+
+
+def _replace_all(
+    tx: Transaction,
+    io: FileIO,
+    replaced: list[ManifestEntry],
+    paths: tuple[str, ...],
+    properties: dict[str, str],
+    branch: str,
+) -> None:
+    """Stage one overwrite snapshot on `branch`: the `replaced` entries out, `paths` in."""
+    metadata = tx.table_metadata
+    if metadata.name_mapping() is None:  # as `add_files` does: the files carry no field ids
+        mapping = metadata.schema().name_mapping.model_dump_json()
+        tx.set_properties({TableProperties.DEFAULT_NAME_MAPPING: mapping})
+        metadata = tx.table_metadata
+    with _ReplaceAll(tx, io, branch, properties, replaced) as overwrite:
+        for path in paths:
+            overwrite.append_data_file(parquet_file_to_data_file(io, metadata, path))
 
 
 class _Transaction(Transaction):
@@ -121,20 +192,16 @@ class _Transaction(Transaction):
             self._memo = memo
         return memo[2]
 
+    def _rebuild_snapshot_updates(self) -> None:
+        """Refuse pyiceberg's own retry of a failed commit: it re-stages the snapshots on the
+        refreshed metadata but drops every other ref update, the audit branch's creation
+        included. The caller (`retrying_commit`) retries the whole step on a fresh load."""
+        raise CommitFailedException("the table changed under this commit; retried on a fresh load")
+
 
 def _manage(table: Table) -> ManageSnapshots:
     """`table.manage_snapshots()`, on a `_Transaction`."""
     return ManageSnapshots(_Transaction(table, autocommit=True))
-
-
-def _has_data_files(table: Table, snapshot_id: int) -> bool:
-    """Whether the snapshot holds any data file (empty ones included), from its summary when
-    it says so, else from its manifests."""
-    snapshot = table.snapshot_by_id(snapshot_id)
-    total = snapshot.summary.get("total-data-files") if snapshot and snapshot.summary else None
-    if total is not None and total.isdigit():
-        return int(total) > 0
-    return bool(_live_data_files(table, snapshot_id))
 
 
 def _require_audit_branch(identifier: str, branch: str) -> None:
@@ -198,9 +265,10 @@ def write_branch(
 
     With `replace`, the rows matching `row_filter` (all rows when None) are removed first, so a
     partition is replaced exactly. One catalog commit: the branch never exists half-written.
-    Both snapshots of the commit carry `properties`. `recent`, when given, is a table object
-    loaded since `base_snapshot_id` became main's head (spares a reload: a stale one fails the
-    commit, which is retried on a fresh load)."""
+    A whole-table replace is one overwrite snapshot; a partition replace is a delete and an
+    append snapshot. Every snapshot of the commit carries `properties`. `recent`, when given,
+    is a table object loaded since `base_snapshot_id` became main's head (spares a reload: a
+    stale one fails the commit, which is retried on a fresh load)."""
 
     _require_audit_branch(identifier, branch)
     wanted = set(paths)
@@ -231,8 +299,11 @@ def write_branch(
         ManageSnapshots(tx).create_branch(base_snapshot_id, branch).commit()
         # Only delete when there is something to delete: pyiceberg warns otherwise, and
         # silencing that with `warnings.catch_warnings` is not thread-safe.
-        if replace and row_filter is None and _has_data_files(table, base_snapshot_id):
-            tx.delete(AlwaysTrue(), snapshot_properties=properties, branch=branch)
+        if replace and row_filter is None:
+            replaced = _live_entries(table, base_snapshot_id)
+            if replaced:
+                _replace_all(tx, table.io, replaced, paths, properties, branch)
+                return _committed(tx)
         elif (
             replace
             and row_filter is not None
@@ -244,6 +315,9 @@ def write_branch(
         tx.add_files(
             list(paths), snapshot_properties=properties, branch=branch, check_duplicate_files=False
         )
+        return _committed(tx)
+
+    def _committed(tx: Transaction) -> tuple[int, Table]:
         committed = tx.commit_transaction()  # the table object, updated to the new metadata
         head = branch_snapshot_id(committed, branch)
         if head is None:

@@ -6,10 +6,13 @@ from collections.abc import Callable
 
 import pyarrow as pa
 import pytest
+from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.table import Table
 
 from lakehouse.branches import (
     Lakehouse,
     branch_snapshot_id,
+    is_ancestor,
     list_branches,
     main_snapshot_id,
     publish,
@@ -184,6 +187,38 @@ def test_write_branch_retry_of_a_landed_commit_returns_the_same_head(
     )
     assert again == first
     assert len(lh.table(IDENT).snapshots()) == snapshots
+
+
+def test_a_write_that_loses_a_commit_race_lands_again_on_its_base(
+    lh: Lakehouse, base: int, files, rows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catalog refuses the write's commit once (another writer, one that does not share
+    the table lock, committed in between): the write is staged again on fresh metadata, still
+    branched from its base, and the other writer's change is kept."""
+    paths = files([10, 11, 12])
+    original = Table._do_commit
+    refused: list[bool] = []
+
+    def racing_commit(self: Table, updates, requirements):  # type: ignore[no-untyped-def]
+        if not refused:
+            refused.append(True)
+            other = lh.catalog.load_table(IDENT).transaction()
+            other.set_properties(other="writer").commit_transaction()
+            raise CommitFailedException("metadata location changed")
+        return original(self, updates, requirements)
+
+    monkeypatch.setattr(Table, "_do_commit", racing_commit)
+    head, _ = write_branch(
+        lh, IDENT, branch="sluice-r1", base_snapshot_id=base, paths=paths, properties=_props("r1")
+    )
+
+    table = lh.table(IDENT)
+    assert refused
+    assert table.properties["other"] == "writer"
+    assert branch_snapshot_id(table, "sluice-r1") == head
+    assert is_ancestor(table, base, of=head)
+    assert main_snapshot_id(table) == base
+    assert _ids(rows, head) == [10, 11, 12]
 
 
 def test_write_branch_never_reuses_a_branch_holding_other_files(
