@@ -41,7 +41,7 @@ from pyiceberg.table.update import (
 from lakehouse.branches import Lakehouse, retrying_commit
 from lakehouse.errors import SluiceError
 from lakehouse.provenance import main_lineage, published_history
-from lakehouse.tables import MANIFEST_PROPERTIES
+from lakehouse.tables import TABLE_PROPERTIES
 
 
 class MaintenanceError(SluiceError):
@@ -278,17 +278,18 @@ def expire_snapshots(
     return ExpiryResult(identifier, before, tuple(expired), after, left)
 
 
-def ensure_manifest_merge(lh: Lakehouse, identifier: str, table: Table | None = None) -> bool:
-    """Give the table `MANIFEST_PROPERTIES` it lacks (never overriding a value a user set);
-    True if it changed anything. pyiceberg honours them for appends and `add_files`, the
-    commits that add manifests; deletes rewrite only the manifests they touch. `table`, when
-    given, is the table freshly loaded (the commit, if any, reloads it)."""
+def ensure_table_properties(lh: Lakehouse, identifier: str, table: Table | None = None) -> bool:
+    """Give the table the `TABLE_PROPERTIES` it lacks (never overriding a value a user set);
+    True if it changed anything. pyiceberg honours the manifest-merge ones for appends and
+    `add_files`, the commits that add manifests (deletes rewrite only the manifests they
+    touch), and the metadata-log one at every commit. `table`, when given, is the table freshly
+    loaded (the commit, if any, reloads it)."""
     table = table if table is not None else lh.table(identifier)
-    if all(key in table.metadata.properties for key in MANIFEST_PROPERTIES):
+    if all(key in table.metadata.properties for key in TABLE_PROPERTIES):
         return False
 
     def step(table: Table) -> bool:
-        missing = {k: v for k, v in MANIFEST_PROPERTIES.items() if k not in table.properties}
+        missing = {k: v for k, v in TABLE_PROPERTIES.items() if k not in table.properties}
         if not missing:
             return False
         lh.catalog.commit_table(

@@ -25,13 +25,17 @@ from lakehouse.catalog import ensure_namespace
 from lakehouse.errors import SchemaChangeError, UnsupportedTypeError
 
 INITIAL_PROPERTY = "sluice.initial"
-MANIFEST_PROPERTIES = {
+TABLE_PROPERTIES = {
     TableProperties.MANIFEST_MERGE_ENABLED: "true",
     TableProperties.MANIFEST_MIN_MERGE_COUNT: "16",
+    TableProperties.METADATA_PREVIOUS_VERSIONS_MAX: "10",
 }
-"""Given to every table Sluice creates (and by maintenance to older tables that lack them):
-appends and `add_files` merge small manifests once 16 have piled up, so planning a scan of a
-table written one partition at a time reads a few manifests, not one per write."""
+"""Given to every table Sluice creates (and by maintenance to older tables that lack them).
+Appends and `add_files` merge small manifests once 16 have piled up, so planning a scan of a
+table written one partition at a time reads a few manifests, not one per write. The metadata
+log names the 10 previous metadata files, not Iceberg's default 100: every commit copies and
+rewrites the log, and nothing in Sluice reads it (rollback goes through snapshots, which
+`[maintenance] keep_last` keeps)."""
 
 
 def split_identifier(identifier: str) -> tuple[str, str]:
@@ -176,7 +180,7 @@ def ensure_table(
 
     A new table gets an empty first snapshot on `main` (marked `sluice.initial`) so that audit
     branches always have a parent: consumers see an empty table, never unaudited rows; and it
-    gets `MANIFEST_PROPERTIES`. With `partitioning`, the table's spec gets that transform of
+    gets `TABLE_PROPERTIES`. With `partitioning`, the table's spec gets that transform of
     `partition_column` (replacing a partition is then a metadata operation on whole files);
     without a transform, the spec loses its partition fields (files already written keep
     theirs), so that a result spanning partitions can be added.
@@ -185,7 +189,7 @@ def ensure_table(
     if table is None:
         ensure_namespace(catalog, split_identifier(identifier)[0])
         try:
-            table = catalog.create_table(identifier, schema=schema, properties=MANIFEST_PROPERTIES)
+            table = catalog.create_table(identifier, schema=schema, properties=TABLE_PROPERTIES)
         except TableAlreadyExistsError:
             table = catalog.load_table(identifier)
     if plan_evolution(identifier, table, schema):

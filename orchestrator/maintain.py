@@ -1,7 +1,8 @@
 """Table maintenance for a project: automatically after each publish, or `sluice maintain`.
 
 Both expire old snapshots (never what `main` or a branch holds, never the newest write of a
-partition: see `lakehouse.maintenance`) and give tables the manifest-merge properties they lack;
+partition: see `lakehouse.maintenance`) and give tables the properties they lack
+(`lakehouse.tables.TABLE_PROPERTIES`);
 `sluice maintain --orphans` also deletes unreferenced files older than the configured age.
 Maintenance never changes what a reader sees or what staleness says.
 """
@@ -21,7 +22,7 @@ from lakehouse.locks import TableLocks
 from lakehouse.maintenance import (
     ExpiryResult,
     OrphanFile,
-    ensure_manifest_merge,
+    ensure_table_properties,
     expire_snapshots,
     remove_orphan_files,
 )
@@ -46,8 +47,8 @@ class MaintenanceResult:
     snapshots_after: int = 0
     expirable_left: int = 0
     """Snapshots that could still be expired (automatic maintenance works in batches)."""
-    manifest_merge_enabled: bool = False
-    """True if this pass gave the table the manifest-merge properties."""
+    properties_set: bool = False
+    """True if this pass gave the table properties it lacked (`TABLE_PROPERTIES`)."""
     orphan_files: tuple[OrphanFile, ...] = field(default_factory=tuple)
     orphans_too_young: int = 0
     dry_run: bool = False
@@ -64,7 +65,7 @@ class MaintenanceResult:
         cls,
         expiry: ExpiryResult,
         *,
-        merged: bool,
+        properties_set: bool,
         orphan_files: tuple[OrphanFile, ...] = (),
         orphans_too_young: int = 0,
         dry_run: bool = False,
@@ -76,7 +77,7 @@ class MaintenanceResult:
             snapshots_expired=len(expiry.expired),
             snapshots_after=expiry.snapshots_after,
             expirable_left=expiry.expirable_left,
-            manifest_merge_enabled=merged,
+            properties_set=properties_set,
             orphan_files=orphan_files,
             orphans_too_young=orphans_too_young,
             dry_run=dry_run,
@@ -87,14 +88,13 @@ def after_publish(
     lh: Lakehouse, identifier: str, settings: MaintenanceConfig, table: Table | None = None
 ) -> MaintenanceResult:
     """Maintain `identifier` right after a publish to it; never raises (a failure is logged as
-        a warning and returned in `error`: the publish stands and the run goes on). `table`, when
-        given, is the table as the publish left it (spares a load: it only decides whether anything
+    a warning and returned in `error`: the publish stands and the run goes on). `table`, when
+    given, is the table as the publish left it (spares a load: it only decides whether anything
     is due; commits reload).
 
-        Cheap when there is nothing to do: one metadata load and no commit. Otherwise one expiry
-        commit of at most `max_expire_per_publish` snapshots, made only once half that many are
-        due, and, for a table created before Sluice set them, one commit of the manifest-merge
-        properties.
+    Cheap when there is nothing to do: one metadata load and no commit. Otherwise one expiry
+    commit of at most `max_expire_per_publish` snapshots, made only once half that many are
+    due, and, for a table created before Sluice set them, one commit of the table properties.
     """
     if not settings.enabled:
         return MaintenanceResult(identifier, skipped="maintenance is disabled")
@@ -109,11 +109,13 @@ def after_publish(
             min_batch=max(1, settings.max_expire_per_publish // 2),
             table=table,
         )
-        merged = ensure_manifest_merge(lh, identifier, table if not expiry.expired else None)
+        properties_set = ensure_table_properties(
+            lh, identifier, table if not expiry.expired else None
+        )
     except Exception as exc:  # maintenance must never fail the publish it follows
         log.warning("maintenance of %s after its publish failed: %s", identifier, exc)
         return MaintenanceResult(identifier, error=f"{type(exc).__name__}: {exc}")
-    return MaintenanceResult.of(expiry, merged=merged)
+    return MaintenanceResult.of(expiry, properties_set=properties_set)
 
 
 def maintain_table(
@@ -124,7 +126,7 @@ def maintain_table(
     orphans: bool,
     dry_run: bool = False,
 ) -> MaintenanceResult:
-    """Expire everything expirable (in batches of `CLI_BATCH`), set the manifest-merge
+    """Expire everything expirable (in batches of `CLI_BATCH`), set the table
     properties, and with `orphans` delete unreferenced files older than
     `settings.orphan_min_age_hours`. Raises `SluiceError` subclasses on failure."""
     if load_table(lh.catalog, identifier) is None:
@@ -137,9 +139,9 @@ def maintain_table(
         batches=None,
         dry_run=dry_run,
     )
-    merged = False
+    properties_set = False
     if not dry_run:
-        merged = ensure_manifest_merge(lh, identifier)
+        properties_set = ensure_table_properties(lh, identifier)
     found: tuple[OrphanFile, ...] = ()
     young = 0
     if orphans:
@@ -152,7 +154,11 @@ def maintain_table(
         )
         found, young = result.removed, result.too_young
     return MaintenanceResult.of(
-        expiry, merged=merged, orphan_files=found, orphans_too_young=young, dry_run=dry_run
+        expiry,
+        properties_set=properties_set,
+        orphan_files=found,
+        orphans_too_young=young,
+        dry_run=dry_run,
     )
 
 

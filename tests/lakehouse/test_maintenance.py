@@ -28,13 +28,13 @@ from lakehouse.branches import (
     write_branch,
 )
 from lakehouse.maintenance import (
-    ensure_manifest_merge,
+    ensure_table_properties,
     expire_snapshots,
     plan_expiry,
     remove_orphan_files,
 )
 from lakehouse.provenance import Provenance, main_lineage, published_history
-from lakehouse.tables import MANIFEST_PROPERTIES
+from lakehouse.tables import TABLE_PROPERTIES
 from lakehouse.wap import WapResult, write_audit_publish
 from lakehouse.windows import RowWindow
 from lakehouse.writes import write_data_files
@@ -354,7 +354,7 @@ def test_new_tables_merge_manifests_and_old_ones_get_the_properties(
     for day in range(1, 21):
         pwap(day_window(f"2024-01-{day:02d}"), f"d{day}")
     table = lh.table(P)
-    for key, value in MANIFEST_PROPERTIES.items():
+    for key, value in TABLE_PROPERTIES.items():
         assert table.properties[key] == value
     current = table.current_snapshot()
     assert current is not None
@@ -365,19 +365,28 @@ def test_new_tables_merge_manifests_and_old_ones_get_the_properties(
     lh.catalog.commit_table(
         lh.table(T),
         (),
-        (RemovePropertiesUpdate(removals=list(MANIFEST_PROPERTIES)),),
+        (RemovePropertiesUpdate(removals=list(TABLE_PROPERTIES)),),
     )
     assert TableProperties.MANIFEST_MERGE_ENABLED not in lh.table(T).properties
-    assert ensure_manifest_merge(lh, T) is True
-    assert ensure_manifest_merge(lh, T) is False
+    assert ensure_table_properties(lh, T) is True
+    assert ensure_table_properties(lh, T) is False
     assert lh.table(T).properties[TableProperties.MANIFEST_MERGE_ENABLED] == "true"
+
+
+def test_the_metadata_log_stays_short(lh: Lakehouse, wap: WapRunner) -> None:
+    """Every commit copies the metadata log: Sluice tables keep 10 entries, not 100."""
+    for i in range(15):
+        wap(T, {"id": [i]}, run_id=f"r{i}")
+    table = lh.table(T)
+    assert table.properties[TableProperties.METADATA_PREVIOUS_VERSIONS_MAX] == "10"
+    assert len(table.metadata.metadata_log) == 10
 
 
 def test_a_user_setting_of_manifest_merge_is_respected(lh: Lakehouse, wap: WapRunner) -> None:
     wap(T, {"id": [1]})
     with lh.table(T).transaction() as tx:
         tx.set_properties({TableProperties.MANIFEST_MERGE_ENABLED: "false"})
-    ensure_manifest_merge(lh, T)
+    ensure_table_properties(lh, T)
     assert lh.table(T).properties[TableProperties.MANIFEST_MERGE_ENABLED] == "false"
 
 
