@@ -28,6 +28,8 @@ from pyiceberg.table.update import (
     AssertRefSnapshotId,
     RemoveSnapshotRefUpdate,
     SetSnapshotRefUpdate,
+    _apply_table_update,
+    _TableMetadataUpdateContext,
 )
 from pyiceberg.table.update.snapshot import ManageSnapshots, _OverwriteFiles
 
@@ -176,8 +178,10 @@ class _Transaction(Transaction):
     `Transaction.table_metadata` re-applies every staged update to a deep copy of the whole
     table metadata at each access, and staging one delete plus one append reads it about
     forty times: most of a small write's time. The result only changes when the staged
-    updates (a new tuple each time) or the base metadata change, so it is kept until then.
-    pyiceberg's metadata models are frozen: sharing one result between readers is safe.
+    updates (a new tuple each time) or the base metadata change, so it is kept until then,
+    and it is not deep-copied: pyiceberg's metadata models are frozen, each update makes a
+    new model, and this view is only read (the catalog applies the updates itself at the
+    commit). The copy grew with the snapshots a table keeps, one per partition.
     """
 
     _memo: tuple[object, object, TableMetadata] | None = None
@@ -188,7 +192,11 @@ class _Transaction(Transaction):
         if not updates:
             return base  # nothing staged: the table's own (immutable) metadata, not a copy
         if memo is None or memo[0] is not base or memo[1] is not updates:
-            memo = (base, updates, super().table_metadata)
+            context = _TableMetadataUpdateContext()
+            staged = base
+            for update in updates:
+                staged = _apply_table_update(update, staged, context)
+            memo = (base, updates, staged)
             self._memo = memo
         return memo[2]
 
