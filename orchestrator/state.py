@@ -17,9 +17,9 @@ Guarantees:
 * Steps are not tied to their run by a foreign key: recording a step of an unknown run is
   accepted (history is best effort) and such orphan steps are ignored by the readers.
 
-The records, the schema, the engine set-up and the decoding of rows live in `state_records`,
-`state_tables`, `state_engine` and `state_rows`; their names are re-exported here so that
-callers keep importing from `orchestrator.state` alone.
+The records, the schema, the engine set-up, the decoding of rows and the backfill records live
+in `state_records`, `state_tables`, `state_engine`, `state_rows` and `state_backfills`; their
+names are re-exported here so that callers keep importing from `orchestrator.state` alone.
 """
 
 from __future__ import annotations
@@ -29,26 +29,25 @@ import os
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
-from typing import TypeVar, cast
+from typing import TypeVar
 
 from sqlalchemy import (
     Connection,
-    bindparam,
     delete,
     func,
     insert,
     inspect,
     select,
-    tuple_,
     update,
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from lakehouse.errors import ConfigError
+from orchestrator import state_backfills
 from orchestrator.state_engine import READ_ONLY
 from orchestrator.state_engine import SQLITE_BUSY_TIMEOUT_S as SQLITE_BUSY_TIMEOUT_S
 from orchestrator.state_engine import open_engine as open_engine
+from orchestrator.state_records import ABANDONED_ERROR as ABANDONED_ERROR
 from orchestrator.state_records import (
     RUN_STATUSES,
     STEP_STATUSES,
@@ -59,12 +58,12 @@ from orchestrator.state_records import (
     StepRecord,
     StepStatus,
     check_status,
+    utc_now,
 )
 from orchestrator.state_records import BackfillPartition as BackfillPartition
 from orchestrator.state_records import BackfillRecord as BackfillRecord
 from orchestrator.state_records import BackfillState as BackfillState
 from orchestrator.state_rows import (
-    backfill_record,
     checks_by_step,
     run_record,
     step_counts,
@@ -93,12 +92,8 @@ __all__ = [
 ]
 
 DEFAULT_URL = "sqlite:///catalog/sluice.db"
-ABANDONED_ERROR = "run abandoned (process died)"
 
 _T = TypeVar("_T")
-_KEYS_PER_QUERY = 400
-"""(asset, partition) pairs looked up per query: far below any database's bound-parameter
-limit."""
 
 
 class StateStore:
@@ -129,7 +124,7 @@ class StateStore:
             "command": command,
             "selection": selection,
             "status": "running",
-            "started_at": _now(),
+            "started_at": utc_now(),
             "finished_at": None,
             "pid": os.getpid(),
             "host": self._host,
@@ -146,7 +141,7 @@ class StateStore:
         stmt = (
             update(runs_table)
             .where(runs_table.c.run_id == run_id)
-            .values(status=status, finished_at=_now())
+            .values(status=status, finished_at=utc_now())
         )
 
         def write(conn: Connection) -> None:
@@ -227,7 +222,7 @@ class StateStore:
             dead = sorted(run_id for run_id, pid in rows if not pid_alive(pid))
             if not dead:
                 return []
-            now = _now()
+            now = utc_now()
             conn.execute(
                 update(runs_table)
                 .where(runs_table.c.run_id.in_(dead) & (runs_table.c.status == "running"))
@@ -244,7 +239,7 @@ class StateStore:
             conn.execute(
                 update(steps_table).where(open_steps).values(status="failed", error=ABANDONED_ERROR)
             )
-            _abandon_backfills(conn, dead)
+            state_backfills.abandon(conn, dead)
             return dead
 
         return self._transact(write, write=True)
@@ -350,146 +345,31 @@ class StateStore:
         self, backfill_id: str, *, selection: str, first: str, last: str, ranged: bool
     ) -> None:
         """Record a new backfill, or mark an existing one (a resume) running again."""
-
-        def write(conn: Connection) -> None:
-            found = conn.execute(
-                select(backfills_table.c.backfill_id).where(
-                    backfills_table.c.backfill_id == backfill_id
-                )
-            ).first()
-            if found is None:
-                conn.execute(
-                    insert(backfills_table).values(
-                        backfill_id=backfill_id,
-                        selection=selection,
-                        first_partition=first,
-                        last_partition=last,
-                        ranged=ranged,
-                        status="running",
-                        created_at=_now(),
-                        finished_at=None,
-                    )
-                )
-            else:
-                conn.execute(
-                    update(backfills_table)
-                    .where(backfills_table.c.backfill_id == backfill_id)
-                    .values(status="running", finished_at=None)
-                )
-
-        self._transact(write, write=True)
+        self._transact(
+            lambda conn: state_backfills.start(
+                conn, backfill_id, selection=selection, first=first, last=last, ranged=ranged
+            ),
+            write=True,
+        )
 
     def set_backfill_partitions(
         self, backfill_id: str, partitions: Sequence[BackfillPartition]
     ) -> None:
         """Upsert the state of (asset, partition) pairs of a backfill (the last one given for
         a pair wins), in one transaction and a few statements however many pairs."""
-        table = backfill_partitions_table
-        latest = {(item.asset, item.partition): item for item in partitions}
-
-        def write(conn: Connection) -> None:
-            keys = list(latest)
-            existing: set[tuple[str, str]] = set()
-            for start in range(0, len(keys), _KEYS_PER_QUERY):
-                chunk = keys[start : start + _KEYS_PER_QUERY]
-                existing.update(
-                    (str(row.asset), str(row.partition_key))
-                    for row in conn.execute(
-                        select(table.c.asset, table.c.partition_key).where(
-                            (table.c.backfill_id == backfill_id)
-                            & tuple_(table.c.asset, table.c.partition_key).in_(chunk)
-                        )
-                    )
-                )
-            updates = [
-                {
-                    "b_asset": a,
-                    "b_partition": p,
-                    "b_state": i.state,
-                    "b_run": i.run_id,
-                    "b_error": i.error,
-                }
-                for (a, p), i in latest.items()
-                if (a, p) in existing
-            ]
-            if updates:
-                conn.execute(
-                    update(table)
-                    .where(
-                        (table.c.backfill_id == backfill_id)
-                        & (table.c.asset == bindparam("b_asset"))
-                        & (table.c.partition_key == bindparam("b_partition"))
-                    )
-                    .values(
-                        state=bindparam("b_state"),
-                        run_id=bindparam("b_run"),
-                        error=bindparam("b_error"),
-                    ),
-                    updates,
-                )
-            inserts = [
-                {
-                    "backfill_id": backfill_id,
-                    "asset": a,
-                    "partition_key": p,
-                    "state": i.state,
-                    "run_id": i.run_id,
-                    "error": i.error,
-                }
-                for (a, p), i in latest.items()
-                if (a, p) not in existing
-            ]
-            if inserts:
-                conn.execute(insert(table), inserts)
-
-        self._transact(write, write=True)
+        self._transact(
+            lambda conn: state_backfills.set_partitions(conn, backfill_id, partitions), write=True
+        )
 
     def finish_backfill(self, backfill_id: str, status: str) -> None:
-        def write(conn: Connection) -> None:
-            conn.execute(
-                update(backfills_table)
-                .where(backfills_table.c.backfill_id == backfill_id)
-                .values(status=status, finished_at=_now())
-            )
-
-        self._transact(write, write=True)
+        self._transact(lambda conn: state_backfills.finish(conn, backfill_id, status), write=True)
 
     def backfills(self, limit: int = 20) -> list[BackfillRecord]:
         """Backfills, newest first, with per-state partition counts."""
-
-        def read(conn: Connection) -> list[BackfillRecord]:
-            rows = conn.execute(
-                select(backfills_table).order_by(backfills_table.c.created_at.desc()).limit(limit)
-            ).all()
-            return [backfill_record(conn, row) for row in rows]
-
-        return self._transact(read, write=False)
+        return self._transact(lambda conn: state_backfills.newest(conn, limit), write=False)
 
     def backfill(self, backfill_id: str) -> tuple[BackfillRecord, list[BackfillPartition]] | None:
-        def read(conn: Connection) -> tuple[BackfillRecord, list[BackfillPartition]] | None:
-            row = conn.execute(
-                select(backfills_table).where(backfills_table.c.backfill_id == backfill_id)
-            ).first()
-            if row is None:
-                return None
-            table = backfill_partitions_table
-            items = conn.execute(
-                select(table)
-                .where(table.c.backfill_id == backfill_id)
-                .order_by(table.c.asset, table.c.partition_key)
-            ).all()
-            return backfill_record(conn, row), [
-                BackfillPartition(
-                    asset=i.asset,
-                    partition=i.partition_key,
-                    state=cast(BackfillState, i.state),
-                    run_id=i.run_id,
-                    error=i.error,
-                )
-                for i in items
-            ]
-
-        return self._transact(read, write=False)
+        return self._transact(lambda conn: state_backfills.one(conn, backfill_id), write=False)
 
     def close(self) -> None:
         """Release the connections; the store must not be used afterwards."""
@@ -538,35 +418,6 @@ class StateStore:
         with self._guard(), self._engine.connect() as conn:
             inspector = inspect(conn)
             return not all(inspector.has_table(name) for name in TABLE_NAMES)
-
-
-def _abandon_backfills(conn: Connection, dead_runs: Sequence[str]) -> None:
-    """A backfill whose run died stays resumable: its running partitions become failed (with
-    the abandoned-run error) and the backfill itself `abandoned` instead of `running`."""
-    table = backfill_partitions_table
-    of_dead = table.c.run_id.in_(dead_runs)
-    backfill_ids = [
-        row[0] for row in conn.execute(select(table.c.backfill_id).where(of_dead).distinct()).all()
-    ]
-    if not backfill_ids:
-        return
-    conn.execute(
-        update(table)
-        .where(of_dead & (table.c.state == "running"))
-        .values(state="failed", error=ABANDONED_ERROR)
-    )
-    conn.execute(
-        update(backfills_table)
-        .where(
-            backfills_table.c.backfill_id.in_(backfill_ids)
-            & (backfills_table.c.status == "running")
-        )
-        .values(status="abandoned", finished_at=_now())
-    )
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def pid_alive(pid: int) -> bool:

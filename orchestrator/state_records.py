@@ -8,7 +8,7 @@ a store. A status outside `RunStatus` / `StepStatus` is rejected before it is wr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
 from lakehouse.errors import SluiceError
@@ -27,6 +27,8 @@ StepStatus = Literal[
 
 RUN_STATUSES: frozenset[str] = frozenset(get_args(RunStatus))
 STEP_STATUSES: frozenset[str] = frozenset(get_args(StepStatus))
+ABANDONED_ERROR = "run abandoned (process died)"
+"""The error of a step, or a backfill partition, whose run's process died."""
 
 
 class AmbiguousRunError(SluiceError):
@@ -111,3 +113,8 @@ class RunRecord:
 def check_status(status: str, allowed: frozenset[str], what: str) -> None:
     if status not in allowed:
         raise ValueError(f"invalid {what} status {status!r}: expected one of {sorted(allowed)}")
+
+
+def utc_now() -> datetime:
+    """Every timestamp the store writes: timezone-aware UTC."""
+    return datetime.now(UTC)
