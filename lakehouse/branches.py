@@ -305,8 +305,6 @@ def write_branch(
             )
         tx = _Transaction(table)
         ManageSnapshots(tx).create_branch(base_snapshot_id, branch).commit()
-        # Only delete when there is something to delete: pyiceberg warns otherwise, and
-        # silencing that with `warnings.catch_warnings` is not thread-safe.
         if replace and row_filter is None:
             replaced = _live_entries(table, base_snapshot_id)
             if replaced:
@@ -315,6 +313,8 @@ def write_branch(
         elif (
             replace
             and row_filter is not None
+            # Only delete when there is something to delete: pyiceberg warns otherwise, and
+            # silencing that with `warnings.catch_warnings` is not thread-safe.
             and _matching_files(table, base_snapshot_id, row_filter)
         ):
             tx.delete(row_filter, snapshot_properties=properties, branch=branch)
