@@ -18,9 +18,8 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.expressions import BooleanExpression
 from pyiceberg.io import FileIO
-from pyiceberg.io.pyarrow import parquet_file_to_data_file
 from pyiceberg.manifest import ManifestEntry, ManifestEntryStatus, ManifestFile
-from pyiceberg.table import Table, TableProperties, Transaction
+from pyiceberg.table import Table, TableProperties, Transaction, _parquet_files_to_data_files
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.refs import MAIN_BRANCH, SnapshotRefType
 from pyiceberg.table.snapshots import Operation, ancestors_of
@@ -161,15 +160,19 @@ def _replace_all(
     properties: dict[str, str],
     branch: str,
 ) -> None:
-    """Stage one overwrite snapshot on `branch`: the `replaced` entries out, `paths` in."""
+    """Stage one overwrite snapshot on `branch`: the `replaced` entries out, `paths` in.
+
+    The files are described as `add_files` describes them (same name mapping, footers read by
+    the same pyiceberg helper, in parallel)."""
     metadata = tx.table_metadata
     if metadata.name_mapping() is None:  # as `add_files` does: the files carry no field ids
         mapping = metadata.schema().name_mapping.model_dump_json()
         tx.set_properties({TableProperties.DEFAULT_NAME_MAPPING: mapping})
         metadata = tx.table_metadata
+    added = _parquet_files_to_data_files(table_metadata=metadata, file_paths=list(paths), io=io)
     with _ReplaceAll(tx, io, branch, properties, replaced) as overwrite:
-        for path in paths:
-            overwrite.append_data_file(parquet_file_to_data_file(io, metadata, path))
+        for data_file in added:
+            overwrite.append_data_file(data_file)
 
 
 class _Transaction(Transaction):
