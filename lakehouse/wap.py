@@ -41,6 +41,12 @@ from lakehouse.reads import (
     remember_snapshot_files,
     snapshot_select,
 )
+from lakehouse.relation_writes import (
+    direct_writable,
+    relation_reader,
+    relation_schema,
+    write_relation_files,
+)
 from lakehouse.tables import (
     ensure_table,
     load_table,
@@ -301,7 +307,7 @@ def _sequence(table: Table, snapshot_id: int) -> int:
 def write_audit_publish(
     lh: Lakehouse,
     identifier: str,
-    data: pa.RecordBatchReader,
+    data: pa.RecordBatchReader | duckdb.DuckDBPyRelation,
     *,
     branch: str,
     provenance: Provenance,
@@ -318,6 +324,9 @@ def write_audit_publish(
     `window`), the checks run per partition and are reported per partition; there is still one
     write and one publish.
 
+    `data` is a stream of Arrow batches or a DuckDB relation; a relation written whole-table
+    is run by DuckDB straight into Parquet files when the table allows (`relation_writes`).
+
     Concurrent writers: the first attempt is optimistic (the table lock is held only for each
     commit, so writers audit in parallel). If `main` moved meanwhile because another writer
     published other partitions, the write is re-applied on the new `main` and audited again,
@@ -327,7 +336,8 @@ def write_audit_publish(
     the table start the locked way. A writer of the same rows (or of the whole table) makes
     this raise `PublishConflictError` naming the partition.
     """
-    schema = storable_schema(data.schema)
+    relation = data if isinstance(data, duckdb.DuckDBPyRelation) else None
+    schema = storable_schema(data.schema if relation is None else relation_schema(relation))
     with lh.locks.hold(identifier):
         table = ensure_table(
             lh.catalog,
@@ -341,9 +351,13 @@ def write_audit_publish(
         raise SluiceError(f"table {identifier} has no main branch", asset=identifier)
     base_sequence = _sequence(table, base)
     file_schema = write_schema(table, schema)
-    written = write_data_files(
-        table, data, file_schema, prefix=branch, split=window.split if window else None
-    )
+    if relation is not None and window is None and direct_writable(table, file_schema):
+        written = write_relation_files(table, relation, file_schema, prefix=branch)
+    else:
+        reader = relation_reader(relation) if relation is not None else data
+        assert isinstance(reader, pa.RecordBatchReader)
+        split = window.split if window else None
+        written = write_data_files(table, reader, file_schema, prefix=branch, split=split)
     by_key = written.paths_by_key()
     for paths in (written.paths, *by_key.values()):
         remember_columns(paths, file_schema.names)

@@ -19,10 +19,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from lakehouse.relation_writes import relation_reader
 from orchestrator.assets import AssetKey
 from orchestrator.errors import UnsupportedReturnTypeError
-
-BATCH_ROWS = 131_072
 
 
 @dataclass(frozen=True)
@@ -79,6 +78,14 @@ class AssetContext:
         return self.con.sql(query)
 
 
+def to_result(value: Any, asset: AssetKey) -> pa.RecordBatchReader | duckdb.DuckDBPyRelation:
+    """What an asset returned, ready to write: a DuckDB relation stays one (DuckDB can write
+    its rows itself), anything else becomes a stream of Arrow batches (`to_reader`)."""
+    if isinstance(value, duckdb.DuckDBPyRelation):
+        return value
+    return to_reader(value, asset)
+
+
 def to_reader(value: Any, asset: AssetKey) -> pa.RecordBatchReader:
     """Turn what an asset returned into a stream of Arrow batches (never fully in memory
     for readers and DuckDB relations)."""
@@ -89,7 +96,7 @@ def to_reader(value: Any, asset: AssetKey) -> pa.RecordBatchReader:
     if isinstance(value, pa.RecordBatch):
         return pa.Table.from_batches([value]).to_reader()
     if isinstance(value, duckdb.DuckDBPyRelation):
-        return value.to_arrow_reader(BATCH_ROWS)
+        return relation_reader(value)
     # Only DataFrames: a Series or a polars LazyFrame is an unsupported type, not a user error.
     # Neither library is imported here; if `value` is one of theirs, it is already loaded.
     pandas, polars = sys.modules.get("pandas"), sys.modules.get("polars")

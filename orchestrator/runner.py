@@ -41,7 +41,7 @@ from lakehouse.tables import load_table, split_identifier
 from lakehouse.wap import write_audit_publish
 from lakehouse.windows import RowWindow
 from orchestrator.assets import Asset, AssetKey, Retry
-from orchestrator.context import AssetContext, Partition, to_reader
+from orchestrator.context import AssetContext, Partition, to_reader, to_result
 from orchestrator.errors import DefinitionError, UnsupportedReturnTypeError
 from orchestrator.loader import Project, load_project
 from orchestrator.maintain import after_publish
@@ -240,7 +240,7 @@ def _result(
     spec: StepSpec,
     label: str | None,
     keys: tuple[str, ...],
-) -> pa.RecordBatchReader:
+) -> pa.RecordBatchReader | duckdb.DuckDBPyRelation:
     """The asset's rows for partitions `keys` (labelled `label`) of the step (all of them
     unless the step is a ranged write split into calls), read from its pinned inputs for those
     partitions."""
@@ -259,7 +259,7 @@ def _result(
         prepare=lambda: inputs.create_views(con),
     )
     try:
-        return to_reader(_compute(asset, project.graph.inputs(key), ctx, con, inputs), key)
+        return to_result(_compute(asset, project.graph.inputs(key), ctx, con, inputs), key)
     except SluiceError as exc:
         if exc.file is None:
             exc.file, exc.line = asset.file, asset.line
@@ -332,12 +332,13 @@ def _attempt(project: Project, lh: Lakehouse, spec: StepSpec) -> tuple[StepOutco
                     (asset.partitions.label(part[0], part[-1]), part)
                     for part in (keys[i : i + size] for i in range(0, len(keys), size))
                 ]
-        reader = _result(project, lh, con, spec, *calls[0])
+        data = _result(project, lh, con, spec, *calls[0])
         if len(calls) > 1:
             rest = (
-                (label, _result(project, lh, con, spec, label, part)) for label, part in calls[1:]
+                (label, to_reader(_result(project, lh, con, spec, label, part), key))
+                for label, part in calls[1:]
             )
-            reader = _chained(key, reader, rest)
+            data = _chained(key, to_reader(data, key), rest)
         provenance = Provenance(
             run_id=spec.run_id,
             code_version=asset.code_version,
@@ -347,7 +348,7 @@ def _attempt(project: Project, lh: Lakehouse, spec: StepSpec) -> tuple[StepOutco
         result = write_audit_publish(
             lh,
             spec.asset,
-            reader,
+            data,
             branch=spec.branch,
             provenance=provenance,
             checks=asset.checks,

@@ -11,8 +11,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from lakehouse.relation_writes import READER_BATCH_ROWS as BATCH_ROWS
 from orchestrator.assets import AssetKey
-from orchestrator.context import BATCH_ROWS, AssetContext, to_reader
+from orchestrator.context import AssetContext, to_reader
 from orchestrator.errors import UnsupportedReturnTypeError
 
 KEY = AssetKey("silver", "orders")

@@ -1,0 +1,143 @@
+"""Writing a DuckDB relation's rows as Parquet data files, by DuckDB itself.
+
+An asset that returns a DuckDB relation (every SQL asset, and Python assets returning
+`ctx.sql(...)`) need not stream its rows through Arrow and Python's Parquet encoders: DuckDB
+runs the query and writes the files straight into the table's data folder with all its
+threads, exactly as `COPY (query) TO ...` does, in bounded memory. The files are then
+registered on the audit branch like any other (`add_files`). Rows are cast to the table's
+types in the query.
+
+This path is taken when the table lives on the local file system and every column has a
+primitive, nullable type (`direct_writable`); otherwise the rows go through `write_data_files`,
+which handles every storable type, object stores and splits by partition.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from duckdb.sqltypes import DuckDBPyType
+from pyiceberg.table import Table
+
+from lakehouse.writes import ROW_GROUP_ROWS, WrittenFiles
+
+READER_BATCH_ROWS = 131_072
+"""Rows per Arrow batch when a relation's rows are streamed instead."""
+TARGET_FILE_BYTES = 512 * 1024 * 1024
+"""Iceberg's default `write.target-file-size-bytes`, used when the table does not set it."""
+
+
+def _duckdb_type(dtype: pa.DataType) -> DuckDBPyType | None:
+    """The DuckDB type whose Parquet encoding Iceberg reads as `dtype`, or None when this path
+    does not write it (nested types, UUIDs, ...: `write_data_files` does)."""
+    t = pa.types
+    simple = {
+        pa.bool_(): "BOOLEAN",
+        pa.int32(): "INTEGER",
+        pa.int64(): "BIGINT",
+        pa.float32(): "FLOAT",
+        pa.float64(): "DOUBLE",
+        pa.date32(): "DATE",
+        pa.time64("us"): "TIME",
+        pa.timestamp("us"): "TIMESTAMP",
+        pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ",
+        pa.string(): "VARCHAR",
+        pa.binary(): "BLOB",
+    }
+    if dtype in simple:
+        return duckdb.dtype(simple[dtype])
+    if t.is_decimal128(dtype):
+        return duckdb.decimal_type(dtype.precision, dtype.scale)
+    return None
+
+
+def _local_data_folder(table: Table) -> Path | None:
+    """The table's data folder when it is on the local file system."""
+    try:
+        filesystem, path = pafs.FileSystem.from_uri(table.location())
+    except (ValueError, OSError, NotImplementedError):
+        return None
+    if not isinstance(filesystem, pafs.LocalFileSystem):
+        return None
+    return Path(path) / "data"
+
+
+def direct_writable(table: Table, schema: pa.Schema) -> bool:
+    """Whether DuckDB can write files of `schema` (the table's types) for `table` itself."""
+    return _local_data_folder(table) is not None and all(
+        field.nullable and _duckdb_type(field.type) is not None for field in schema
+    )
+
+
+def relation_schema(relation: duckdb.DuckDBPyRelation) -> pa.Schema:
+    """The Arrow schema of the relation's rows (the query is planned, no row is computed)."""
+    return relation.limit(0).to_arrow_table().schema
+
+
+def relation_reader(relation: duckdb.DuckDBPyRelation) -> pa.RecordBatchReader:
+    """The relation's rows as a stream of Arrow batches (never all in memory)."""
+    return relation.to_arrow_reader(READER_BATCH_ROWS)
+
+
+def write_relation_files(
+    table: Table, relation: duckdb.DuckDBPyRelation, schema: pa.Schema, prefix: str
+) -> WrittenFiles:
+    """Run `relation` and write its rows, cast to `schema`, as Parquet files (zstd, row groups
+    of `ROW_GROUP_ROWS`) into the table's data folder; a file is cut past the table's target
+    file size. Requires `direct_writable(table, schema)`.
+
+    Always writes at least one file (possibly empty), like `write_data_files`. On any error the
+    files written so far are deleted.
+    """
+    folder = _local_data_folder(table)
+    assert folder is not None
+    token = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    current = relation_schema(relation)
+    casts = []
+    for field in schema:
+        column = duckdb.ColumnExpression(field.name)
+        if not current.field(field.name).type.equals(field.type):
+            target = _duckdb_type(field.type)
+            assert target is not None
+            column = column.cast(target)
+        casts.append(column.alias(field.name))
+    file_bytes = int(table.properties.get("write.target-file-size-bytes", TARGET_FILE_BYTES))
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        relation.project(*casts).write_parquet(
+            str(folder),
+            compression="zstd",
+            row_group_size=ROW_GROUP_ROWS,
+            file_size_bytes=file_bytes,
+            filename_pattern=f"{token}-{{i}}-{{uuid}}",
+            append=True,
+        )
+    except BaseException:
+        for path in _written(folder, token):
+            with contextlib.suppress(OSError):
+                path.unlink()
+        raise
+    files = _written(folder, token)
+    location = table.location().rstrip("/")
+    return WrittenFiles(
+        paths=tuple(f"{location}/data/{path.name}" for path in files),
+        rows=sum(pq.read_metadata(path).num_rows for path in files),
+        keys=tuple("" for _ in files),
+    )
+
+
+def _written(folder: Path, token: str) -> list[Path]:
+    """The files written with `token`, in the order DuckDB wrote them."""
+    numbered = []
+    for path in folder.iterdir():
+        rest = path.stem.removeprefix(f"{token}-")
+        number = rest.partition("-")[0]
+        if path.suffix == ".parquet" and rest != path.stem and number.isdigit():
+            numbered.append((int(number), path))
+    return [path for _, path in sorted(numbered)]
