@@ -19,7 +19,6 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from lakehouse.relation_writes import relation_reader
 from orchestrator.assets import AssetKey
 from orchestrator.errors import UnsupportedReturnTypeError
 
@@ -96,6 +95,10 @@ def to_reader(value: Any, asset: AssetKey) -> pa.RecordBatchReader:
     if isinstance(value, pa.RecordBatch):
         return pa.Table.from_batches([value]).to_reader()
     if isinstance(value, duckdb.DuckDBPyRelation):
+        # Not at module level: asset modules import this one, and planning must not load
+        # pyiceberg.
+        from lakehouse.relation_writes import relation_reader
+
         return relation_reader(value)
     # Only DataFrames: a Series or a polars LazyFrame is an unsupported type, not a user error.
     # Neither library is imported here; if `value` is one of theirs, it is already loaded.
