@@ -42,7 +42,7 @@ from lakehouse.wap import write_audit_publish
 from lakehouse.windows import RowWindow
 from orchestrator.assets import Asset, AssetKey, Retry
 from orchestrator.context import AssetContext, Partition, to_reader, to_result
-from orchestrator.errors import DefinitionError, UnsupportedReturnTypeError
+from orchestrator.errors import AssetExecutionError, DefinitionError, UnsupportedReturnTypeError
 from orchestrator.loader import Project, load_project
 from orchestrator.maintain import after_publish
 from orchestrator.partitions import TimePartitions
@@ -345,16 +345,24 @@ def _attempt(project: Project, lh: Lakehouse, spec: StepSpec) -> tuple[StepOutco
             partition=spec.partition,
             inputs=spec.inputs,
         )
-        result = write_audit_publish(
-            lh,
-            spec.asset,
-            data,
-            branch=spec.branch,
-            provenance=provenance,
-            checks=asset.checks,
-            window=window,
-            partitions=ranged,
-        )
+        try:
+            result = write_audit_publish(
+                lh,
+                spec.asset,
+                data,
+                branch=spec.branch,
+                provenance=provenance,
+                checks=asset.checks,
+                window=window,
+                partitions=ranged,
+            )
+        except duckdb.Error as exc:  # the asset's query runs as its rows are written
+            raise AssetExecutionError(
+                f"its query failed while its rows were computed: {exc}",
+                asset=spec.asset,
+                file=asset.file,
+                line=asset.line,
+            ) from exc
     finally:
         con.close()
     outcome = StepOutcome(

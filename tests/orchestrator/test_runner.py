@@ -126,3 +126,24 @@ def test_an_asset_reads_its_upstream_as_a_relation_by_name_and_on_the_connection
     assert rows("silver.by_relation") == [{"id": 2}, {"id": 3}]
     assert rows("silver.by_sql") == [{"id": 2, "n": 3}, {"id": 3, "n": 3}]
     assert rows("silver.by_connection") == [{"total": 6}]
+
+
+FAILS_AT_RUNTIME = """
+    -- A cast that fails on one row only: the query binds, and fails while its rows are written.
+    SELECT range AS id, CAST(CASE WHEN range = 70000 THEN 'x' ELSE '1' END AS INTEGER) AS n
+    FROM range(100000)
+"""
+
+
+def test_a_query_failing_as_its_rows_are_written_is_the_assets_error(
+    project: ProjectDir,
+) -> None:
+    project.write({"assets/bronze/numbers.sql": FAILS_AT_RUNTIME})
+    outcome = run_step(_spec(project, "bronze.numbers", "r-runtime"))
+    assert outcome.status == "failed"
+    assert outcome.error is not None
+    assert "asset bronze.numbers" in outcome.error and "numbers.sql" in outcome.error
+    assert "Could not convert string 'x'" in outcome.error
+    assert "Traceback" not in outcome.error
+    table = open_catalog(load_config(project.root).catalog).load_table("bronze.numbers")
+    assert table.scan().to_arrow().num_rows == 0  # consumers see no row of the failed write
