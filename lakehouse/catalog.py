@@ -24,6 +24,21 @@ def _prepare_local_paths(properties: dict[str, str]) -> None:
 
 
 OPEN_ATTEMPTS = 3
+SQL_CATALOG = "lakehouse.sql_catalog.CachingSqlCatalog"
+
+
+def _with_caching_sql_catalog(properties: dict[str, str]) -> dict[str, str]:
+    """An SQL catalog (named by `type = "sql"` or by its database URI, as pyiceberg infers it)
+    is built as `CachingSqlCatalog`, through pyiceberg's `py-catalog-impl` setting; any other
+    catalog, or one that names its own implementation, as configured."""
+    kind = properties.get("type", "").lower()
+    uri = properties.get("uri", "")
+    if "py-catalog-impl" in properties:
+        return properties
+    if kind == "sql" or (not kind and uri.startswith(("sqlite", "postgresql"))):
+        rest = {k: v for k, v in properties.items() if k != "type"}
+        return {**rest, "py-catalog-impl": SQL_CATALOG}
+    return properties
 
 
 def open_catalog(config: CatalogConfig) -> Catalog:
@@ -36,6 +51,7 @@ def open_catalog(config: CatalogConfig) -> Catalog:
     """
     properties = dict(config.properties)
     _prepare_local_paths(properties)
+    properties = _with_caching_sql_catalog(properties)
     for attempt in range(1, OPEN_ATTEMPTS + 1):
         try:
             return load_catalog(config.name, **properties)

@@ -1,0 +1,90 @@
+"""The SQL catalog parses each metadata file once, and still sees every other writer's commit."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from pyiceberg.catalog import load_catalog
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.serializers import FromInputFile
+
+from lakehouse.catalog import ensure_namespace, open_catalog
+from lakehouse.config import CatalogConfig
+from lakehouse.sql_catalog import CachingSqlCatalog, MetadataCache
+
+ROWS = pa.table({"id": pa.array([1, 2, 3], pa.int64())})
+
+
+def _parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The locations of the metadata files parsed from now on."""
+    seen: list[str] = []
+    parse = FromInputFile.table_metadata
+
+    def counting(input_file: Any, encoding: str = "utf-8") -> Any:
+        seen.append(input_file.location)
+        return parse(input_file, encoding)
+
+    monkeypatch.setattr(FromInputFile, "table_metadata", staticmethod(counting))
+    return seen
+
+
+def test_an_sql_catalog_is_opened_as_the_caching_one(catalog_config: CatalogConfig) -> None:
+    assert catalog_config.properties["type"] == "sql"
+    assert isinstance(open_catalog(catalog_config), CachingSqlCatalog)
+    untyped = {k: v for k, v in catalog_config.properties.items() if k != "type"}
+    inferred = dataclasses.replace(catalog_config, properties=untyped)  # from the URI
+    assert isinstance(open_catalog(inferred), CachingSqlCatalog)
+    own = {**untyped, "py-catalog-impl": "pyiceberg.catalog.sql.SqlCatalog"}
+    assert type(open_catalog(dataclasses.replace(catalog_config, properties=own))) is SqlCatalog
+
+
+def test_loads_and_commits_parse_each_metadata_file_once(
+    catalog_config: CatalogConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog = open_catalog(catalog_config)
+    ensure_namespace(catalog, "bronze")
+    catalog.create_table("bronze.t", schema=ROWS.schema)
+    parsed = _parses(monkeypatch)
+
+    first = catalog.load_table("bronze.t")
+    created = first.metadata_location
+    again = catalog.load_table("bronze.t")
+    first.append(ROWS)  # its commit validates against the current metadata: no parse either
+    after = catalog.load_table("bronze.t")
+
+    assert again.metadata_location == created
+    assert after.metadata_location not in (created, None)
+    assert after.scan().to_arrow().num_rows == 3
+    assert len(parsed) <= 1  # the file written at creation, at most once
+
+
+def test_a_commit_by_another_tool_is_seen_at_the_next_load(catalog_config: CatalogConfig) -> None:
+    ours = open_catalog(catalog_config)
+    ensure_namespace(ours, "bronze")
+    ours.create_table("bronze.t", schema=ROWS.schema)
+    before = ours.load_table("bronze.t")
+
+    other = load_catalog(catalog_config.name, **catalog_config.properties)
+    assert type(other) is SqlCatalog
+    other.load_table("bronze.t").append(ROWS)
+
+    now = ours.load_table("bronze.t")
+    assert now.metadata_location != before.metadata_location
+    assert now.scan().to_arrow().num_rows == 3
+    assert before.scan().to_arrow().num_rows == 0
+
+
+def test_the_least_recently_used_files_go_past_the_budget(catalog_config: CatalogConfig) -> None:
+    catalog = open_catalog(catalog_config)
+    ensure_namespace(catalog, "bronze")
+    metadata = catalog.create_table("bronze.t", schema=ROWS.schema).metadata  # no snapshot: 1
+    cache = MetadataCache(budget=2)
+    cache.put("a", metadata)
+    cache.put("b", metadata)
+    assert cache.get("a") is metadata  # now "b" is the least recently used
+    cache.put("c", metadata)
+    assert cache.get("b") is None
+    assert cache.get("a") is metadata and cache.get("c") is metadata
