@@ -98,13 +98,16 @@ def write_relation_files(
     folder = _local_data_folder(table)
     assert folder is not None
     token = f"{prefix}-{uuid.uuid4().hex[:12]}"
-    current = relation_schema(relation)
+    # Compared as DuckDB types: some that Arrow shows as the table's type are written
+    # otherwise (a HUGEINT sum is a decimal(38, 0) in Arrow, but a DOUBLE in Parquet).
+    types = zip(relation.columns, relation.types, strict=True)
+    current = {name: str(dtype) for name, dtype in types}
     casts = []
     for field in schema:
         column = duckdb.ColumnExpression(field.name)
-        if not current.field(field.name).type.equals(field.type):
-            target = _duckdb_type(field.type)
-            assert target is not None
+        target = _duckdb_type(field.type)
+        assert target is not None
+        if current[field.name] != str(target):
             column = column.cast(target)
         casts.append(column.alias(field.name))
     file_bytes = int(table.properties.get("write.target-file-size-bytes", TARGET_FILE_BYTES))

@@ -110,6 +110,43 @@ def test_rows_are_cast_to_the_tables_wider_types(
     assert str(lh.table(TABLE).schema().find_field("n").field_type) == "long"
 
 
+def test_every_type_duckdb_returns_is_written_as_the_tables_type(
+    lh: Lakehouse, con: duckdb.DuckDBPyConnection
+) -> None:
+    relation = con.sql(
+        """
+        SELECT sum(CAST(range AS INTEGER)) AS total,
+               CAST(range AS UBIGINT) AS unsigned,
+               CAST(range AS TINYINT) AS tiny,
+               CAST('a' AS ENUM('a', 'b')) AS kind,
+               TIMESTAMP_NS '2024-01-01 00:00:00.000001234' AS at_ns,
+               TIMESTAMP_MS '2024-01-01 00:00:00.123' AS at_ms,
+               CAST(1 AS HUGEINT) AS huge,
+               TIME '12:34:56.789' AS clock,
+               '\\xAA'::BLOB AS bytes,
+               CAST(1.5 AS DECIMAL(30, 4)) AS wide,
+               CAST(0.5 AS FLOAT) AS ratio
+        FROM range(5) GROUP BY ALL
+        """
+    )
+    assert _publish(lh, relation, "r1").status == "published"
+    back = lh.table(TABLE).scan().to_arrow().sort_by("unsigned").to_pylist()
+    assert [row["total"] for row in back] == [0, 1, 2, 3, 4]
+    assert back[1] | {"total": None} == {
+        "total": None,
+        "unsigned": 1,
+        "tiny": 1,
+        "kind": "a",
+        "at_ns": dt.datetime(2024, 1, 1, 0, 0, 0, 1),
+        "at_ms": dt.datetime(2024, 1, 1, 0, 0, 0, 123000),
+        "huge": 1,
+        "clock": dt.time(12, 34, 56, 789000),
+        "bytes": b"\xaa",
+        "wide": decimal.Decimal("1.5000"),
+        "ratio": 0.5,
+    }
+
+
 def test_a_large_result_is_cut_into_files_of_the_tables_target_size(
     lh: Lakehouse, con: duckdb.DuckDBPyConnection
 ) -> None:
