@@ -33,26 +33,27 @@ TARGET_FILE_BYTES = 512 * 1024 * 1024
 """Iceberg's default `write.target-file-size-bytes`, used when the table does not set it."""
 
 
+_PLAIN_TYPES = {
+    pa.bool_(): "BOOLEAN",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.float32(): "FLOAT",
+    pa.float64(): "DOUBLE",
+    pa.date32(): "DATE",
+    pa.time64("us"): "TIME",
+    pa.timestamp("us"): "TIMESTAMP",
+    pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ",
+    pa.string(): "VARCHAR",
+    pa.binary(): "BLOB",
+}
+
+
 def _duckdb_type(dtype: pa.DataType) -> DuckDBPyType | None:
     """The DuckDB type whose Parquet encoding Iceberg reads as `dtype`, or None when this path
     does not write it (nested types, UUIDs, ...: `write_data_files` does)."""
-    t = pa.types
-    simple = {
-        pa.bool_(): "BOOLEAN",
-        pa.int32(): "INTEGER",
-        pa.int64(): "BIGINT",
-        pa.float32(): "FLOAT",
-        pa.float64(): "DOUBLE",
-        pa.date32(): "DATE",
-        pa.time64("us"): "TIME",
-        pa.timestamp("us"): "TIMESTAMP",
-        pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ",
-        pa.string(): "VARCHAR",
-        pa.binary(): "BLOB",
-    }
-    if dtype in simple:
-        return duckdb.dtype(simple[dtype])
-    if t.is_decimal128(dtype):
+    if dtype in _PLAIN_TYPES:
+        return duckdb.dtype(_PLAIN_TYPES[dtype])
+    if pa.types.is_decimal128(dtype):
         return duckdb.decimal_type(dtype.precision, dtype.scale)
     return None
 

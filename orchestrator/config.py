@@ -126,8 +126,8 @@ class MaintenanceConfig(_Section):
     keep_last: int = field(default=20, metadata=_limits(ge=1, le=100_000))
     """Newest snapshots of `main`'s history always kept: the reach of `sluice rollback` (a
     whole-table publish is one snapshot; a partition publish two: the rows it replaced, the
-    rows it wrote). Older snapshots
-    are kept only while they are the newest write of some partition or the base of a branch.
+    rows it wrote). Older snapshots are kept only while they are the newest write of some
+    partition or the base of a branch.
     It is also the margin for concurrent writers: keep it above twice the number of publishes
     other writers may make to one table while a write to it is in flight (the write's base
     snapshot must still exist when it commits)."""
