@@ -18,7 +18,7 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.expressions import BooleanExpression
 from pyiceberg.io import FileIO
-from pyiceberg.manifest import ManifestEntry, ManifestEntryStatus, ManifestFile
+from pyiceberg.manifest import DataFile, ManifestEntry, ManifestEntryStatus, ManifestFile
 from pyiceberg.table import Table, TableProperties, Transaction, _parquet_files_to_data_files
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.refs import MAIN_BRANCH, SnapshotRefType
@@ -34,6 +34,7 @@ from pyiceberg.table.update.snapshot import ManageSnapshots, _OverwriteFiles
 
 from lakehouse.errors import BranchError, PublishConflictError
 from lakehouse.locks import TableLocks
+from lakehouse.lru import LruCache
 from lakehouse.provenance import Provenance, snapshot_provenance
 from lakehouse.tables import load_table
 
@@ -91,16 +92,58 @@ def _matching_files(table: Table, snapshot_id: int, row_filter: BooleanExpressio
     )
 
 
+KEPT_ENTRIES = 10_000
+"""How many live manifest entries (a data file's path and statistics each) are kept in all."""
+KEPT_PER_SNAPSHOT = 1_000
+"""Snapshots with more data files are read again when asked: for them, reading the manifests
+is a small part of a write anyway."""
+_entries: LruCache[tuple[ManifestEntry, ...]] = LruCache(KEPT_ENTRIES, weight=lambda e: 1 + len(e))
+"""(table uuid, snapshot id) -> the snapshot's live entries. A snapshot never changes, so they
+are read once per process, or not at all when this process committed the snapshot as a
+whole-table overwrite (its entries are then exactly the files it added): the next full refresh
+of the table needs no read of its manifest list and manifests (3 ms a write)."""
+
+
 def _live_entries(table: Table, snapshot_id: int) -> list[ManifestEntry]:
     """The entries of every data file of a snapshot, empty files included (scans prune those)."""
     snapshot = table.snapshot_by_id(snapshot_id)
     if snapshot is None or (snapshot.summary and snapshot.summary.get("total-data-files") == "0"):
         return []
-    return [
-        entry
-        for manifest in snapshot.manifests(table.io)
-        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True)
-    ]
+    key = (str(table.metadata.table_uuid), snapshot_id)
+    found = _entries.get(key)
+    if found is None:
+        found = tuple(
+            entry
+            for manifest in snapshot.manifests(table.io)
+            for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True)
+        )
+        if len(found) <= KEPT_PER_SNAPSHOT:
+            _entries.put(key, found)
+    return list(found)
+
+
+def _remember_entries(table: Table, head: int, added: list[DataFile]) -> None:
+    """Record the live entries of `head`, an overwrite snapshot of `table` that replaced every
+    file by `added`, as reading its manifests would give them (sequence numbers and the spec
+    id, which pyiceberg's file description leaves unset, inherited from the manifest that the
+    files were written to, with the table's default spec)."""
+    snapshot = table.snapshot_by_id(head)
+    if snapshot is None or len(added) > KEPT_PER_SNAPSHOT:
+        return
+    sequence = snapshot.sequence_number
+    for data_file in added:
+        data_file.spec_id = table.metadata.default_spec_id
+    entries = tuple(
+        ManifestEntry.from_args(
+            status=ManifestEntryStatus.ADDED,
+            snapshot_id=head,
+            sequence_number=sequence,
+            file_sequence_number=sequence,
+            data_file=data_file,
+        )
+        for data_file in added
+    )
+    _entries.put((str(table.metadata.table_uuid), head), entries)
 
 
 def _live_data_files(table: Table, snapshot_id: int) -> set[str]:
@@ -159,8 +202,9 @@ def _replace_all(
     paths: tuple[str, ...],
     properties: dict[str, str],
     branch: str,
-) -> None:
-    """Stage one overwrite snapshot on `branch`: the `replaced` entries out, `paths` in.
+) -> list[DataFile]:
+    """Stage one overwrite snapshot on `branch`: the `replaced` entries out, `paths` in; returns
+    the data files added.
 
     The files are described as `add_files` describes them (same name mapping, footers read by
     the same pyiceberg helper, in parallel)."""
@@ -169,10 +213,13 @@ def _replace_all(
         mapping = metadata.schema().name_mapping.model_dump_json()
         tx.set_properties({TableProperties.DEFAULT_NAME_MAPPING: mapping})
         metadata = tx.table_metadata
-    added = _parquet_files_to_data_files(table_metadata=metadata, file_paths=list(paths), io=io)
+    added = list(
+        _parquet_files_to_data_files(table_metadata=metadata, file_paths=list(paths), io=io)
+    )
     with _ReplaceAll(tx, io, branch, properties, replaced) as overwrite:
         for data_file in added:
             overwrite.append_data_file(data_file)
+    return added
 
 
 class _Transaction(Transaction):
@@ -311,8 +358,10 @@ def write_branch(
         if replace and row_filter is None:
             replaced = _live_entries(table, base_snapshot_id)
             if replaced:
-                _replace_all(tx, table.io, replaced, paths, properties, branch)
-                return _committed(tx)
+                added = _replace_all(tx, table.io, replaced, paths, properties, branch)
+                head, committed = _committed(tx)
+                _remember_entries(committed, head, added)
+                return head, committed
         elif (
             replace
             and row_filter is not None

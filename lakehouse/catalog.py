@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -10,6 +11,8 @@ from pyiceberg.catalog import Catalog, load_catalog
 
 from lakehouse.config import CatalogConfig
 from lakehouse.errors import ConfigError
+from lakehouse.lru import LruCache
+from lakehouse.sql_catalog import CachingSqlCatalog
 
 
 def _prepare_local_paths(properties: dict[str, str]) -> None:
@@ -41,8 +44,36 @@ def _with_caching_sql_catalog(properties: dict[str, str]) -> dict[str, str]:
     return properties
 
 
+def _release(catalog: Catalog) -> None:
+    """Close the idle pooled connections of a catalog no longer kept (it stays usable)."""
+    if isinstance(catalog, CachingSqlCatalog):
+        catalog.engine.dispose()
+
+
+KEPT = 8
+_opened: LruCache[Catalog] = LruCache(KEPT, on_evict=_release)
+"""SQL catalogs by name and settings. Opening one builds an SQLAlchemy engine, connects, checks
+the catalog's tables and compiles every statement anew (5 ms of each run that opens it); a
+process that runs again (a schedule, repeated `materialize()` calls) reuses the one it opened.
+A kept catalog holds no state but its connection pool, which drops connections to a database
+file replaced since (see `lakehouse.sql_catalog`)."""
+_inherited: list[LruCache[Catalog]] = []
+
+
+def _after_fork() -> None:
+    """A forked child opens its own catalogs: the parent's connections are not its to use
+    (nor to close: they stay referenced, unused)."""
+    global _opened
+    _inherited.append(_opened)
+    _opened = LruCache(KEPT, on_evict=_release)
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
 def open_catalog(config: CatalogConfig) -> Catalog:
-    """Load the configured catalog; a misconfiguration is a `ConfigError`, not a traceback.
+    """The configured catalog; a misconfiguration is a `ConfigError`, not a traceback. An SQL
+    catalog is opened once per process and settings, then reused (see `_opened`).
 
     Several processes may open a catalog that does not exist yet at the same moment (two
     backfills started together on a fresh project): each creates the catalog's own tables and
@@ -52,9 +83,16 @@ def open_catalog(config: CatalogConfig) -> Catalog:
     properties = dict(config.properties)
     _prepare_local_paths(properties)
     properties = _with_caching_sql_catalog(properties)
+    key = (config.name, tuple(sorted(properties.items())))
+    kept = _opened.get(key)
+    if kept is not None:
+        return kept
     for attempt in range(1, OPEN_ATTEMPTS + 1):
         try:
-            return load_catalog(config.name, **properties)
+            catalog = load_catalog(config.name, **properties)
+            if isinstance(catalog, CachingSqlCatalog):
+                _opened.put(key, catalog)
+            return catalog
         except Exception as exc:  # pyiceberg raises many types for bad settings
             if attempt < OPEN_ATTEMPTS:
                 time.sleep(0.05 * attempt)

@@ -11,10 +11,7 @@ from __future__ import annotations
 import functools
 import itertools
 import os
-import threading
-from collections import OrderedDict
-from collections.abc import Hashable, Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 import duckdb
 import pyarrow as pa
@@ -23,6 +20,7 @@ from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.table import DataScan, Table
 from sqlglot import exp
 
+from lakehouse.lru import LruCache
 from lakehouse.tables import load_table
 from lakehouse.windows import RowWindow
 
@@ -35,53 +33,28 @@ def _scan(table: Table, snapshot_id: int, window: RowWindow | None) -> DataScan:
     return table.scan(snapshot_id=snapshot_id, row_filter=window.iceberg_filter(table.schema()))
 
 
-class _Cache:
-    """A small per-process LRU map, safe across threads."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._lock = threading.Lock()
-        self._items: OrderedDict[Hashable, Any] = OrderedDict()
-
-    def get(self, key: Hashable) -> Any:
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        return None
-
-    def put(self, key: Hashable, value: Any) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-
-
-_file_lists = _Cache(256)
+_file_lists: LruCache[tuple[tuple[str, ...] | None]] = LruCache(256)
 """(table uuid, snapshot id, window, schema id) -> data file paths, or None when the snapshot
 has delete files. A snapshot never changes, so neither does its file list: planning it again
 (reading the manifest list and every manifest) is wasted work."""
-_file_columns = _Cache(256)
+_file_columns: LruCache[frozenset[str]] = LruCache(256)
 """Data file paths -> the column names they hold (files never change either)."""
 
 
-_tables = _Cache(512)
+_tables: LruCache[Table] = LruCache(512)
 """(catalog, identifier) -> the table object last loaded through `table_with_snapshot`."""
 
 
-_inherited: list[_Cache] = []
+_inherited: list[LruCache[Table]] = []
 
 
 def _after_fork() -> None:
-    """A forked child keeps the file lists (snapshots never change) but not a lock another
-    thread of the parent may have held at the fork, nor table objects bound to the parent's
-    catalog connections (kept referenced, unused: closing them is the parent's business)."""
+    """A forked child keeps the file lists (snapshots never change) but not table objects
+    bound to the parent's catalog connections (kept referenced, unused: closing them is the
+    parent's business)."""
     global _tables
-    for cache in (_file_lists, _file_columns):
-        cache._lock = threading.Lock()
     _inherited.append(_tables)
-    _tables = _Cache(512)
+    _tables = LruCache(512)
 
 
 os.register_at_fork(after_in_child=_after_fork)

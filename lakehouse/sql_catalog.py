@@ -11,14 +11,28 @@ metadata is kept as it is returned, so the next load needs no parse at all.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
+import os
+from datetime import datetime
+from typing import Any
 
 from pyiceberg.catalog import Catalog
 from pyiceberg.catalog.sql import IcebergTables, SqlCatalog
-from pyiceberg.table import CommitTableResponse, Table
+from pyiceberg.table import CommitTableResponse, StagedTable, Table
+from pyiceberg.table.locations import load_location_provider
 from pyiceberg.table.metadata import TableMetadata
-from pyiceberg.table.update import TableRequirement, TableUpdate
+from pyiceberg.table.update import (
+    TableRequirement,
+    TableUpdate,
+    _apply_table_update,
+    _TableMetadataUpdateContext,
+    _update_table_metadata_log,
+)
+from pyiceberg.typedef import Identifier
+from pyiceberg.utils.datetime import datetime_to_millis
+from sqlalchemy import Engine, event
+from sqlalchemy.exc import DisconnectionError
+
+from lakehouse.lru import LruCache
 
 BUDGET = 4096
 """What the kept metadata may weigh, counted in snapshots (each file weighs one more than the
@@ -30,42 +44,68 @@ def _weight(metadata: TableMetadata) -> int:
     return 1 + len(metadata.snapshots)
 
 
-class MetadataCache:
-    """Parsed table metadata by metadata file location, within `BUDGET`; thread-safe."""
-
-    def __init__(self, budget: int = BUDGET) -> None:
-        self._budget = budget
-        self._weight = 0
-        self._lock = threading.Lock()
-        self._items: OrderedDict[str, TableMetadata] = OrderedDict()
-
-    def get(self, location: str) -> TableMetadata | None:
-        with self._lock:
-            found = self._items.get(location)
-            if found is not None:
-                self._items.move_to_end(location)
-            return found
-
-    def put(self, location: str, metadata: TableMetadata) -> None:
-        with self._lock:
-            if location not in self._items:
-                self._items[location] = metadata
-                self._weight += _weight(metadata)
-            self._items.move_to_end(location)
-            while self._weight > self._budget and len(self._items) > 1:
-                _, dropped = self._items.popitem(last=False)
-                self._weight -= _weight(dropped)
+def metadata_cache(budget: int = BUDGET) -> LruCache[TableMetadata]:
+    """Parsed table metadata by metadata file location, within `budget` (in snapshots)."""
+    return LruCache(budget, weight=_weight)
 
 
-_parsed = MetadataCache()
+_parsed = metadata_cache()
 """Shared by every catalog of the process: a file's location names its content, whichever
 catalog reads it."""
+
+
+def _updated(base: TableMetadata, location: str, updates: tuple[TableUpdate, ...]) -> TableMetadata:
+    """`base` with `updates` applied, as pyiceberg's `update_table_metadata` makes it for a
+    commit to an existing table, without its final deep copy of the whole result (0.5-1 ms a
+    commit, growing with the snapshots a table keeps): every update builds new models and
+    never changes the ones it was given, so nothing is shared that anyone changes."""
+    context = _TableMetadataUpdateContext()
+    metadata = base
+    for update in updates:
+        metadata = _apply_table_update(update, metadata, context)
+    if context.has_changes():
+        metadata = _update_table_metadata_log(metadata, location, base.last_updated_ms)
+        if base.last_updated_ms == metadata.last_updated_ms:
+            now = datetime_to_millis(datetime.now().astimezone())
+            metadata = metadata.model_copy(update={"last_updated_ms": now})
+    metadata.spec().check_compatible(metadata.schema())
+    metadata.sort_order().check_compatible(metadata.schema())
+    return metadata
+
+
+def _renew_replaced_files(engine: Engine) -> None:
+    """Drop, at checkout, a pooled connection to an SQLite file deleted or replaced since it
+    was opened (it would go on reading the old file); SQLAlchemy then opens a new one. A
+    catalog is kept for the life of the process (see `lakehouse.catalog`), so its pool outlives
+    any one run."""
+    database = engine.url.database or ""
+    if engine.dialect.name != "sqlite" or database in ("", ":memory:"):
+        return
+    if database.startswith("file:"):
+        return  # URI file names: SQLite resolves them, not this process
+
+    def identity() -> tuple[int, int] | None:
+        try:
+            found = os.stat(database)
+        except OSError:
+            return None
+        return found.st_dev, found.st_ino
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        current = identity()
+        if record.info.setdefault("sluice_file", current) != current:
+            raise DisconnectionError("the SQLite database file was replaced")
 
 
 class CachingSqlCatalog(SqlCatalog):
     """`SqlCatalog` whose table loads reuse parsed metadata (see the module docstring)."""
 
     metadata_cache = _parsed
+
+    def __init__(self, name: str, **properties: str) -> None:
+        super().__init__(name, **properties)
+        _renew_replaced_files(self.engine)
 
     def _convert_orm_to_iceberg(self, orm_table: IcebergTables) -> Table:
         location, namespace, name = (
@@ -95,3 +135,28 @@ class CachingSqlCatalog(SqlCatalog):
         response = super().commit_table(table, requirements, updates)
         self.metadata_cache.put(response.metadata_location, response.metadata)
         return response
+
+    def _update_and_stage_table(
+        self,
+        current_table: Table | None,
+        table_identifier: Identifier,
+        requirements: tuple[TableRequirement, ...],
+        updates: tuple[TableUpdate, ...],
+    ) -> StagedTable:
+        if current_table is None:
+            return super()._update_and_stage_table(
+                current_table, table_identifier, requirements, updates
+            )
+        for requirement in requirements:
+            requirement.validate(current_table.metadata)
+        metadata = _updated(current_table.metadata, current_table.metadata_location, updates)
+        version = self._parse_metadata_version(current_table.metadata_location) + 1
+        provider = load_location_provider(metadata.location, metadata.properties)
+        location = provider.new_table_metadata_file_location(version)
+        return StagedTable(
+            identifier=table_identifier,
+            metadata=metadata,
+            metadata_location=location,
+            io=self._load_file_io(properties=metadata.properties, location=location),
+            catalog=self,
+        )

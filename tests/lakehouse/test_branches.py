@@ -7,8 +7,10 @@ from collections.abc import Callable
 import pyarrow as pa
 import pytest
 from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.manifest import ManifestEntry
 from pyiceberg.table import Table
 
+from lakehouse import branches
 from lakehouse.branches import (
     Lakehouse,
     branch_snapshot_id,
@@ -21,6 +23,7 @@ from lakehouse.branches import (
     write_branch,
 )
 from lakehouse.errors import BranchError, PublishConflictError
+from lakehouse.lru import LruCache
 from lakehouse.provenance import Provenance
 from lakehouse.tables import ensure_table, storable_schema, write_schema
 from lakehouse.writes import write_data_files
@@ -52,6 +55,10 @@ def base(lh: Lakehouse, wap) -> int:
     return wap(IDENT, {"id": [1, 2]}, "r0").snapshot_id
 
 
+def _paths(table: Table, snapshot_id: int) -> list[str]:
+    return [task.file.file_path for task in table.scan(snapshot_id=snapshot_id).plan_files()]
+
+
 def _ids(rows: Callable[..., list[dict[str, int]]], snapshot_id: int | None = None) -> list[int]:
     return [r["id"] for r in rows(IDENT, snapshot_id)]
 
@@ -77,6 +84,58 @@ def test_write_branch_then_publish_moves_main_to_exactly_the_head(
     assert table.metadata.current_snapshot_id == head
     assert "sluice-r1" not in table.metadata.refs
     assert _ids(rows) == [10, 11, 12]
+
+
+def _described(entry: ManifestEntry) -> tuple[object, ...]:
+    """Everything a later overwrite copies from an entry it deletes."""
+    f = entry.data_file
+    return (
+        entry.status,
+        entry.snapshot_id,
+        entry.sequence_number,
+        entry.file_sequence_number,
+        f.content,
+        f.file_path,
+        f.file_format,
+        f.partition,
+        f.record_count,
+        f.file_size_in_bytes,
+        f.column_sizes,
+        f.value_counts,
+        f.null_value_counts,
+        f.nan_value_counts,
+        f.lower_bounds,
+        f.upper_bounds,
+        f.split_offsets,
+        f.sort_order_id,
+        f.spec_id,
+    )
+
+
+def test_a_full_refresh_knows_its_heads_files_as_its_manifests_list_them(
+    lh: Lakehouse, base: int, files, rows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    head, _ = write_branch(
+        lh, IDENT, branch="sluice-f1", base_snapshot_id=base, paths=files([5, 6]), properties={}
+    )
+    table = lh.table(IDENT)
+    known = branches._live_entries(table, head)
+    monkeypatch.setattr(branches, "_entries", LruCache(100))  # as another process
+    read = branches._live_entries(table, head)
+
+    assert sorted(map(_described, known), key=str) == sorted(map(_described, read), key=str)
+    assert {e.data_file.file_path for e in known} == set(_paths(table, head))
+
+    # The next full refresh replaces exactly those files, from what this process knew.
+    monkeypatch.setattr(branches, "_entries", LruCache(100))
+    branches._remember_entries(table, head, [e.data_file for e in known])
+    publish(lh, IDENT, branch="sluice-f1", base_snapshot_id=base, head=head)
+    again, _ = write_branch(
+        lh, IDENT, branch="sluice-f2", base_snapshot_id=head, paths=files([7]), properties={}
+    )
+    assert _ids(rows, again) == [7]
+    summary = lh.table(IDENT).snapshot_by_id(again).summary
+    assert summary is not None and summary["deleted-data-files"] == str(len(known))
 
 
 def test_write_branch_without_replace_keeps_the_base_rows(

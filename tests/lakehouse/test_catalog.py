@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 from pathlib import Path
 from typing import Any
@@ -57,3 +58,21 @@ def test_a_bad_catalog_setting_is_a_config_error(tmp_path: Path) -> None:
     config = CatalogConfig(properties={"type": "no-such-catalog-type"})
     with pytest.raises(ConfigError, match="cannot open Iceberg catalog 'sluice'"):
         open_catalog(config)
+
+
+def test_a_catalog_is_opened_once_per_process_and_settings(catalog_config: CatalogConfig) -> None:
+    first = open_catalog(catalog_config)
+    assert open_catalog(catalog_config) is first
+    named = dataclasses.replace(catalog_config, name="another")
+    assert open_catalog(named) is not first
+
+
+def test_a_kept_catalog_reads_a_database_file_replaced_since(catalog_config: CatalogConfig) -> None:
+    kept = open_catalog(catalog_config)
+    ensure_namespace(kept, "old")
+    assert kept.list_namespaces() == [("old",)]
+    Path(catalog_config.properties["uri"].removeprefix("sqlite:///")).unlink()
+    load_catalog("test", **catalog_config.properties).create_namespace("new")  # a new file
+
+    assert open_catalog(catalog_config) is kept
+    assert kept.list_namespaces() == [("new",)]

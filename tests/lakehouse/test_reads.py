@@ -7,6 +7,7 @@ import pyarrow as pa
 
 from lakehouse import audits
 from lakehouse.branches import Lakehouse, main_snapshot_id, publish, write_branch
+from lakehouse.lru import LruCache
 from lakehouse.provenance import Provenance
 from lakehouse.reads import create_view
 from lakehouse.tables import ensure_table, storable_schema, write_schema
@@ -141,13 +142,13 @@ def test_a_snapshots_file_list_is_planned_once_per_process(lh: Lakehouse, wap, m
     remembered = reads.snapshot_files(table, first.snapshot_id)
     assert planned == [] and remembered == real(table, first.snapshot_id, None)
 
-    monkeypatch.setattr(reads, "_file_lists", reads._Cache(256))  # as another process
+    monkeypatch.setattr(reads, "_file_lists", LruCache(256))  # as another process
     files = reads.snapshot_files(table, first.snapshot_id)
     assert files == remembered and reads.snapshot_files(table, first.snapshot_id) == files
     assert planned.count(first.snapshot_id) == 1  # the second read came from the cache
 
     second = wap("r.cached", {"ts": stamps, "id": [3, 4]}, "c2")
-    monkeypatch.setattr(reads, "_file_lists", reads._Cache(256))
+    monkeypatch.setattr(reads, "_file_lists", LruCache(256))
     table = lh.table("r.cached")
     assert reads.snapshot_files(table, second.snapshot_id) != files  # another snapshot
     assert reads.snapshot_files(table, first.snapshot_id) == files  # still valid

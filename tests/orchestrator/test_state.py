@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -267,6 +268,24 @@ def test_deleting_the_database_while_open_recreates_tables(db_path: Path) -> Non
         assert [r.run_id for r in store.runs()] == ["r2"]
     finally:
         store.close()
+
+
+def test_reopening_after_the_folder_was_deleted_starts_afresh(db_path: Path) -> None:
+    with StateStore(_url(db_path)) as store:
+        store.start_run("r1", command="run", selection="*")
+    shutil.rmtree(db_path.parent)
+
+    with StateStore(_url(db_path)) as reopened:  # the same database URL, in the same process
+        assert reopened.runs() == []
+        reopened.start_run("r2", command="run", selection="*")
+        assert [r.run_id for r in reopened.runs()] == ["r2"]
+
+
+def test_in_memory_stores_are_separate_databases() -> None:
+    with StateStore("sqlite://") as one, StateStore("sqlite://") as other:
+        one.start_run("r1", command="run", selection="*")
+        assert [r.run_id for r in one.runs()] == ["r1"]
+        assert other.runs() == []
 
 
 def test_concurrent_record_step_loses_nothing(db_path: Path) -> None:

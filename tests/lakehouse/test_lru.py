@@ -1,0 +1,39 @@
+"""The per-process LRU map behind the lakehouse's caches."""
+
+from __future__ import annotations
+
+from lakehouse.lru import LruCache
+
+
+def test_the_least_recently_used_go_first_past_the_budget() -> None:
+    evicted: list[str] = []
+    cache: LruCache[str] = LruCache(2, on_evict=evicted.append)
+    cache.put("a", "A")
+    cache.put("b", "B")
+    assert cache.get("a") == "A"  # now "b" is the least recently used
+    cache.put("c", "C")
+    assert cache.get("b") is None
+    assert (cache.get("a"), cache.get("c")) == ("A", "C")
+    assert evicted == ["B"]
+
+
+def test_entries_weigh_what_they_are_told_and_the_newest_always_stays() -> None:
+    cache: LruCache[list[int]] = LruCache(5, weight=len)
+    cache.put("small", [1, 2])
+    cache.put("medium", [1, 2, 3])
+    assert cache.get("small") == [1, 2]  # 5 of 5
+    cache.put("heavy", list(range(9)))  # heavier than the budget alone
+    assert cache.get("small") is None and cache.get("medium") is None
+    assert cache.get("heavy") == list(range(9))
+
+
+def test_replacing_a_key_counts_its_weight_once_and_releases_the_old_value() -> None:
+    evicted: list[list[int]] = []
+    cache: LruCache[list[int]] = LruCache(4, weight=len, on_evict=evicted.append)
+    cache.put("k", [1, 2, 3])
+    cache.put("k", [4])
+    cache.put("other", [5, 6, 7])  # 1 + 3 = 4: nothing more goes
+    assert cache.get("k") == [4] and cache.get("other") == [5, 6, 7]
+    assert evicted == [[1, 2, 3]]
+    cache.clear()
+    assert cache.get("k") is None
