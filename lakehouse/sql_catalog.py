@@ -7,13 +7,16 @@ once written (each commit writes a new one under a new name), so the parsed meta
 by location: a load still asks the catalog database which file is current (so it always sees
 other writers' commits), and parses it only if it is new to this process. A commit's own new
 metadata is kept as it is returned, so the next load needs no parse at all.
+
+A commit applies its updates to the current metadata as pyiceberg does, without pyiceberg's deep
+copy of the result (see `_updated`). The catalog's pooled connections follow a database file
+replaced since they were opened (`lakehouse.sqlite_files`): `lakehouse.catalog` keeps a catalog
+for the life of the process.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
-from typing import Any
 
 from pyiceberg.catalog import Catalog
 from pyiceberg.catalog.sql import IcebergTables, SqlCatalog
@@ -29,10 +32,9 @@ from pyiceberg.table.update import (
 )
 from pyiceberg.typedef import Identifier
 from pyiceberg.utils.datetime import datetime_to_millis
-from sqlalchemy import Engine, event
-from sqlalchemy.exc import DisconnectionError
 
 from lakehouse.lru import LruCache
+from lakehouse.sqlite_files import follow_replaced_file
 
 BUDGET = 4096
 """What the kept metadata may weigh, counted in snapshots (each file weighs one more than the
@@ -44,12 +46,12 @@ def _weight(metadata: TableMetadata) -> int:
     return 1 + len(metadata.snapshots)
 
 
-def metadata_cache(budget: int = BUDGET) -> LruCache[TableMetadata]:
+def new_metadata_cache(budget: int = BUDGET) -> LruCache[TableMetadata]:
     """Parsed table metadata by metadata file location, within `budget` (in snapshots)."""
     return LruCache(budget, weight=_weight)
 
 
-_parsed = metadata_cache()
+_parsed = new_metadata_cache()
 """Shared by every catalog of the process: a file's location names its content, whichever
 catalog reads it."""
 
@@ -73,31 +75,6 @@ def _updated(base: TableMetadata, location: str, updates: tuple[TableUpdate, ...
     return metadata
 
 
-def _renew_replaced_files(engine: Engine) -> None:
-    """Drop, at checkout, a pooled connection to an SQLite file deleted or replaced since it
-    was opened (it would go on reading the old file); SQLAlchemy then opens a new one. A
-    catalog is kept for the life of the process (see `lakehouse.catalog`), so its pool outlives
-    any one run."""
-    database = engine.url.database or ""
-    if engine.dialect.name != "sqlite" or database in ("", ":memory:"):
-        return
-    if database.startswith("file:"):
-        return  # URI file names: SQLite resolves them, not this process
-
-    def identity() -> tuple[int, int] | None:
-        try:
-            found = os.stat(database)
-        except OSError:
-            return None
-        return found.st_dev, found.st_ino
-
-    @event.listens_for(engine, "checkout")
-    def _checkout(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-        current = identity()
-        if record.info.setdefault("sluice_file", current) != current:
-            raise DisconnectionError("the SQLite database file was replaced")
-
-
 class CachingSqlCatalog(SqlCatalog):
     """`SqlCatalog` whose table loads reuse parsed metadata (see the module docstring)."""
 
@@ -105,7 +82,7 @@ class CachingSqlCatalog(SqlCatalog):
 
     def __init__(self, name: str, **properties: str) -> None:
         super().__init__(name, **properties)
-        _renew_replaced_files(self.engine)
+        follow_replaced_file(self.engine)  # the catalog is kept (see `lakehouse.catalog`)
 
     def _convert_orm_to_iceberg(self, orm_table: IcebergTables) -> Table:
         location, namespace, name = (

@@ -103,7 +103,9 @@ class StateStore:
         """Open (creating if needed) the database at `url`; `ConfigError` if that fails."""
         self.url = url
         self._host = socket.gethostname()
-        self._engine, self._lock, shown = open_engine(url, "run-history database")
+        self._engine, self._lock, shown, reused = open_engine(url, "run-history database")
+        if reused:  # checked when it was built; tables gone since come back at first use
+            return
         try:
             self._create_tables()
         except Exception as exc:
@@ -372,8 +374,11 @@ class StateStore:
         return self._transact(lambda conn: state_backfills.one(conn, backfill_id), write=False)
 
     def close(self) -> None:
-        """Release the connections; the store must not be used afterwards."""
-        self._engine.dispose()
+        """Release the connections (to the process's pool of this database, which keeps them
+        for the next store; an in-memory database is gone); the store must not be used
+        afterwards."""
+        if self._lock is not None:
+            self._engine.dispose()
 
     def __enter__(self) -> StateStore:
         return self

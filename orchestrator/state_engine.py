@@ -6,11 +6,13 @@ IMMEDIATE` for writes and a plain `BEGIN` for connections marked `READ_ONLY`, WA
 file system allows it, and one connection plus a lock for an in-memory database. A URL that
 cannot be used is a `ConfigError`, with any password hidden.
 
-An engine is built once per URL and process and then reused (a store's `close` only empties its
-pool): SQLAlchemy keeps its compiled statements, its dialect's first-connection checks and its
-event set-up per engine, and rebuilding them cost 5-8 ms of every run in a process that runs
-again (a schedule, repeated `materialize()` calls). An in-memory database is never shared: each
-engine of one is its own database.
+An engine is built once per URL and process and then reused, its pooled connections included:
+SQLAlchemy keeps its compiled statements, its dialect's first-connection checks and its event
+set-up per engine, and rebuilding them cost 5-8 ms of every run in a process that runs again (a
+schedule, repeated `materialize()` calls). A pooled connection to an SQLite file deleted or
+replaced since is dropped at checkout (`lakehouse.sqlite_files`), and a store whose tables are
+missing recreates them, so a reused engine behaves as a new one would. An in-memory database is
+never shared: each engine of one is its own database.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -27,6 +29,7 @@ from sqlalchemy.pool import StaticPool
 
 from lakehouse.errors import ConfigError
 from lakehouse.lru import LruCache
+from lakehouse.sqlite_files import follow_replaced_file
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 READ_ONLY = "sluice_read_only"
@@ -52,19 +55,31 @@ def _after_fork() -> None:
 os.register_at_fork(after_in_child=_after_fork)
 
 
-def open_engine(url: str, what: str) -> tuple[Engine, threading.Lock | None, str]:
-    """An engine for `url` set up for concurrent Sluice processes, the lock that in-memory
-    SQLite needs (one connection must not interleave transactions of threads, else None),
-    and the URL as it may be shown (password hidden). A bad URL is a `ConfigError`."""
+class OpenedEngine(NamedTuple):
+    engine: Engine
+    lock: threading.Lock | None
+    """What in-memory SQLite needs (one connection must not interleave transactions of
+    threads); None for every other database."""
+    shown: str
+    """The URL as it may be shown (password hidden)."""
+    reused: bool
+    """Whether the engine was built earlier in this process (it is shared: its pool must not
+    be disposed of by one store)."""
+
+
+def open_engine(url: str, what: str) -> OpenedEngine:
+    """An engine for `url` set up for concurrent Sluice processes. A bad URL is a
+    `ConfigError`."""
     kept = _engines.get(url)
     if kept is not None:
         if kept.dialect.name == "sqlite":
             _make_folder(kept.url.database or "")  # it may have been deleted since
-        return kept, None, kept.url.render_as_string(hide_password=True)
+        return OpenedEngine(kept, None, kept.url.render_as_string(hide_password=True), True)
     engine, lock, shown = _build_engine(url, what)
     if lock is None:
+        follow_replaced_file(engine)
         _engines.put(url, engine)
-    return engine, lock, shown
+    return OpenedEngine(engine, lock, shown, False)
 
 
 def _build_engine(url: str, what: str) -> tuple[Engine, threading.Lock | None, str]:

@@ -13,7 +13,7 @@ from pyiceberg.serializers import FromInputFile
 
 from lakehouse.catalog import ensure_namespace, open_catalog
 from lakehouse.config import CatalogConfig
-from lakehouse.sql_catalog import CachingSqlCatalog, metadata_cache
+from lakehouse.sql_catalog import CachingSqlCatalog, new_metadata_cache
 
 ROWS = pa.table({"id": pa.array([1, 2, 3], pa.int64())})
 
@@ -81,7 +81,7 @@ def test_the_least_recently_used_files_go_past_the_budget(catalog_config: Catalo
     catalog = open_catalog(catalog_config)
     ensure_namespace(catalog, "bronze")
     metadata = catalog.create_table("bronze.t", schema=ROWS.schema).metadata  # no snapshot: 1
-    cache = metadata_cache(budget=2)
+    cache = new_metadata_cache(budget=2)
     cache.put("a", metadata)
     cache.put("b", metadata)
     assert cache.get("a") is metadata  # now "b" is the least recently used
