@@ -15,7 +15,10 @@ baseline its DuckDB database (opening one costs 20-30 ms, more than the differen
   `lakehouse.reads.create_view` over its `main` snapshot + the same query into Arrow, without
   the WAP around it.
 - Baseline: DuckDB, the same query over `read_parquet([...files...])` of
-  the upstream's `main` snapshot, into Arrow, on a fresh cursor of a database opened once.
+  the upstream's `main` snapshot, into Arrow, on a fresh cursor of a database opened once, in
+  a process that imported pyarrow before its first query, as Sluice's has (imported only by
+  that first query's `to_arrow_table`, pyarrow leaves every later query of the process
+  15-20 ms slower on this kind of machine: an effect of the process, not of the work).
 """
 
 from __future__ import annotations
@@ -119,6 +122,7 @@ def read_layer_side(root: str, expected: int) -> dict[str, Any]:
 
 def duckdb_side(files: list[str], expected: int) -> dict[str, Any]:
     import duckdb
+    import pyarrow  # noqa: F401  (before the first query: see the module docstring)
 
     database = duckdb.connect()
     database.execute("SET enable_progress_bar = false")
