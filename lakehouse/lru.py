@@ -67,6 +67,13 @@ class LruCache(Generic[V]):
             for dropped in evicted:
                 self._on_evict(dropped)
 
+    def discard(self, key: Hashable) -> None:
+        """Forget the entry under `key`, if any (without calling `on_evict`)."""
+        with self._lock:
+            found = self._items.pop(key, None)
+            if found is not None:
+                self._weight -= found[1]
+
     def clear(self) -> None:
         """Forget every entry (without calling `on_evict`)."""
         with self._lock:

@@ -48,7 +48,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from lakehouse.errors import ConfigError
 from orchestrator.state import pid_alive
-from orchestrator.state_engine import READ_ONLY, open_engine
+from orchestrator.state_engine import READ_ONLY, forget_engine, open_engine
 from orchestrator.state_tables import UTCDateTime
 
 TickStatus = Literal["claimed", "running", "succeeded", "failed", "skipped", "interrupted"]
@@ -134,7 +134,7 @@ class ScheduleStore:
             with self._guard(), self._engine.begin() as conn:
                 metadata.create_all(conn)
         except Exception as exc:
-            self._engine.dispose()
+            forget_engine(url, self._engine)
             reason = exc.orig if isinstance(exc, DBAPIError) else exc
             raise ConfigError(f"cannot open state database {shown!r}: {reason}") from exc
 

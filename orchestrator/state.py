@@ -44,7 +44,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from lakehouse.errors import ConfigError
 from orchestrator import state_backfills
-from orchestrator.state_engine import READ_ONLY
+from orchestrator.state_engine import READ_ONLY, forget_engine
 from orchestrator.state_engine import SQLITE_BUSY_TIMEOUT_S as SQLITE_BUSY_TIMEOUT_S
 from orchestrator.state_engine import open_engine as open_engine
 from orchestrator.state_records import ABANDONED_ERROR as ABANDONED_ERROR
@@ -109,7 +109,7 @@ class StateStore:
         try:
             self._create_tables()
         except Exception as exc:
-            self._engine.dispose()
+            forget_engine(url, self._engine)
             reason = exc.orig if isinstance(exc, DBAPIError) else exc
             raise ConfigError(f"cannot open run-history database {shown!r}: {reason}") from exc
 

@@ -72,14 +72,25 @@ def open_engine(url: str, what: str) -> OpenedEngine:
     `ConfigError`."""
     kept = _engines.get(url)
     if kept is not None:
+        shown = kept.url.render_as_string(hide_password=True)
         if kept.dialect.name == "sqlite":
-            _make_folder(kept.url.database or "")  # it may have been deleted since
-        return OpenedEngine(kept, None, kept.url.render_as_string(hide_password=True), True)
+            try:
+                _make_folder(kept.url.database or "")  # it may have been deleted since
+            except OSError as exc:
+                raise ConfigError(f"cannot use {what} URL {shown!r}: {exc}") from exc
+        return OpenedEngine(kept, None, shown, True)
     engine, lock, shown = _build_engine(url, what)
     if lock is None:
         follow_replaced_file(engine)
         _engines.put(url, engine)
     return OpenedEngine(engine, lock, shown, False)
+
+
+def forget_engine(url: str, engine: Engine) -> None:
+    """Stop sharing the engine of `url` (a store could not use it: the next store checks the
+    database again) and close its pooled connections."""
+    _engines.discard(url)
+    engine.dispose()
 
 
 def _build_engine(url: str, what: str) -> tuple[Engine, threading.Lock | None, str]:

@@ -35,5 +35,9 @@ def test_replacing_a_key_counts_its_weight_once_and_releases_the_old_value() -> 
     cache.put("other", [5, 6, 7])  # 1 + 3 = 4: nothing more goes
     assert cache.get("k") == [4] and cache.get("other") == [5, 6, 7]
     assert evicted == [[1, 2, 3]]
+    cache.discard("k")
+    assert cache.get("k") is None and evicted == [[1, 2, 3]]
+    cache.put("one", [8])  # 3 + 1: fits, as "k" no longer counts
+    assert cache.get("other") == [5, 6, 7] and cache.get("one") == [8]
     cache.clear()
-    assert cache.get("k") is None
+    assert cache.get("other") is None

@@ -384,7 +384,8 @@ def test_invalid_status_is_rejected(store: StateStore) -> None:
 def test_unusable_url_raises_config_error(tmp_path: Path, make_url: Callable[[Path], str]) -> None:
     (tmp_path / "a_file").write_text("not a directory")
     url = make_url(tmp_path)
-    with pytest.raises(ConfigError) as info:
-        StateStore(url)
-    assert "run-history database" in str(info.value)
-    assert url in str(info.value)
+    for _ in range(2):  # the second time too: an engine that could not be used is not kept
+        with pytest.raises(ConfigError) as info:
+            StateStore(url)
+        assert "run-history database" in str(info.value)
+        assert url in str(info.value)
