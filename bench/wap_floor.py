@@ -12,7 +12,7 @@ cycles that each replace the table's 1,000 rows; a repetition reports their medi
 
 Each side keeps what a process keeps between runs: Sluice its catalog and its DuckDB database,
 the hand-written cycle a catalog and a DuckDB database opened once, untimed (opening them costs
-5 and 20-30 ms, more than the difference measured).
+about 5 and 20-30 ms, a large share of a cycle).
 """
 
 from __future__ import annotations
