@@ -141,10 +141,18 @@ class TimePartitions:
         return self._step_wall(datetime.strptime(key, fmt), direction).strftime(fmt)
 
     def key_of(self, moment: datetime) -> str:
-        """The key of the partition holding `moment` (a naive moment is local wall time)."""
+        """The key of the partition holding `moment`. A naive moment is local wall time; one in
+        a partition that a clock change skipped belongs to the first partition after the gap,
+        so a later wall time never gets an earlier key (Samoa skipped all of 2011-12-30: its
+        hours are not 2011-12-31's)."""
+        fmt = KEY_FORMATS[self.granularity]
+        if moment.tzinfo is None:
+            wall = self._truncate(moment)
+            if not self._exists_wall(wall):
+                return self._step_wall(wall, 1).strftime(fmt)
         aware = moment if moment.tzinfo else moment.replace(tzinfo=self.tz)
         # Through UTC: `astimezone` to the same zone would keep a non-existent wall time.
-        return aware.astimezone(UTC).astimezone(self.tz).strftime(KEY_FORMATS[self.granularity])
+        return aware.astimezone(UTC).astimezone(self.tz).strftime(fmt)
 
     def window(self, key: str) -> tuple[datetime, datetime]:
         """`[start, end)` of partition `key`, as timezone-aware datetimes. Windows tile time:

@@ -167,6 +167,19 @@ def test_hourly_partitions_across_new_york_dst_changes() -> None:
         assert daily.upstream_keys(day, hourly) == keys
 
 
+def test_a_wall_time_in_a_skipped_day_belongs_to_the_first_partition_after_it() -> None:
+    # Samoa skipped 2011-12-30 entirely: 2011-12-29 23:59 (UTC-10) was followed by
+    # 2011-12-31 00:00 (UTC+14). Its hours must not read as 2011-12-31's same hours.
+    hourly = HourlyPartitions(start="2011-10-01", column="ts", timezone="Pacific/Apia")
+    assert hourly.key_of(datetime(2011, 12, 30, 6)) == "2011-12-31T00"
+    assert hourly.key_of(datetime(2011, 12, 31, 0)) == "2011-12-31T00"
+    assert hourly.keys(
+        hourly.key_of(datetime(2011, 12, 30, 6)), hourly.key_of(datetime(2011, 12, 31, 0))
+    ) == ["2011-12-31T00"]
+    daily = DailyPartitions(start="2011-10-01", column="ts", timezone="Pacific/Apia")
+    assert daily.key_of(datetime(2011, 12, 30, 6)) == "2011-12-31"
+
+
 def test_hourly_latest_across_the_repeated_hour() -> None:
     hourly = HourlyPartitions(start="2024-01-01", column="ts", timezone=NY)
     # 01:30 EDT and 01:30 EST: partition 01 is still in progress both times.
