@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -51,24 +50,12 @@ def _release(catalog: Catalog) -> None:
 
 
 KEPT = 8
-_opened: LruCache[Catalog] = LruCache(KEPT, on_evict=_release)
+_opened: LruCache[Catalog] = LruCache(KEPT, on_evict=_release, process_local=True)
 """SQL catalogs by name and settings. Opening one builds an SQLAlchemy engine, connects, checks
 the catalog's tables and compiles every statement anew (5 ms of each run that opens it); a
 process that runs again (a schedule, repeated `materialize()` calls) reuses the one it opened.
 A kept catalog holds no state but its connection pool, which drops connections to a database
-file replaced since (see `lakehouse.sql_catalog`)."""
-_inherited: list[LruCache[Catalog]] = []
-
-
-def _after_fork() -> None:
-    """A forked child opens its own catalogs: the parent's connections are not its to use
-    (nor to close: they stay referenced, unused)."""
-    global _opened
-    _inherited.append(_opened)
-    _opened = LruCache(KEPT, on_evict=_release)
-
-
-os.register_at_fork(after_in_child=_after_fork)
+file replaced since (see `lakehouse.sql_catalog`). A forked child opens its own."""
 
 
 def open_catalog(config: CatalogConfig) -> Catalog:

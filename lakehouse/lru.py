@@ -18,19 +18,29 @@ from typing import Generic, TypeVar
 V = TypeVar("V")
 
 _caches: weakref.WeakSet[LruCache[object]] = weakref.WeakSet()
+_inherited: list[object] = []
+"""What process-local caches held when this process was forked: referenced, never used."""
 
 
 class LruCache(Generic[V]):
     """At most `budget` worth of entries (each weighs `weight(value)`, 1 unless told); the
     newest entry is always kept, however heavy. `on_evict` is called, outside the lock, with
-    each value pushed out."""
+    each value pushed out.
+
+    A `process_local` cache holds handles bound to this process (catalogs and table objects
+    with their connections): a forked child starts it empty, its parent's entries set aside,
+    neither used nor closed (closing them is the parent's business).
+    """
 
     def __init__(
         self,
         budget: int,
         weight: Callable[[V], int] | None = None,
         on_evict: Callable[[V], None] | None = None,
+        *,
+        process_local: bool = False,
     ) -> None:
+        self._process_local = process_local
         self._budget = budget
         self._weigh = weight or (lambda _: 1)
         self._on_evict = on_evict
@@ -80,15 +90,19 @@ class LruCache(Generic[V]):
             self._items.clear()
             self._weight = 0
 
-    def _renew_lock(self) -> None:
+    def _after_fork(self) -> None:
         self._lock = threading.Lock()
+        if self._process_local:
+            _inherited.append(self._items)
+            self._items = OrderedDict()
+            self._weight = 0
 
 
 def _after_fork() -> None:
-    """A forked child starts with fresh locks: another thread of the parent may have held one
-    at the fork, and that thread did not survive it."""
+    """A forked child starts with fresh locks (another thread of the parent may have held one
+    at the fork, and that thread did not survive it) and empty process-local caches."""
     for cache in _caches:
-        cache._renew_lock()
+        cache._after_fork()
 
 
 os.register_at_fork(after_in_child=_after_fork)

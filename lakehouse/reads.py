@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import os
 from collections.abc import Iterable, Sequence
 
 import duckdb
@@ -41,23 +40,9 @@ _file_columns: LruCache[frozenset[str]] = LruCache(256)
 """Data file paths -> the column names they hold (files never change either)."""
 
 
-_tables: LruCache[Table] = LruCache(512)
-"""(catalog, identifier) -> the table object last loaded through `table_with_snapshot`."""
-
-
-_inherited: list[LruCache[Table]] = []
-
-
-def _after_fork() -> None:
-    """A forked child keeps the file lists (snapshots never change) but not table objects
-    bound to the parent's catalog connections (kept referenced, unused: closing them is the
-    parent's business)."""
-    global _tables
-    _inherited.append(_tables)
-    _tables = LruCache(512)
-
-
-os.register_at_fork(after_in_child=_after_fork)
+_tables: LruCache[Table] = LruCache(512, process_local=True)
+"""(catalog, identifier) -> the table object last loaded through `table_with_snapshot`. A forked
+child loads its own: these are bound to the parent's catalog connections."""
 
 
 def table_with_snapshots(

@@ -17,7 +17,6 @@ never shared: each engine of one is its own database.
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -40,19 +39,9 @@ def _dispose(engine: Engine) -> None:
 
 
 KEPT = 8
-_engines: LruCache[Engine] = LruCache(KEPT, on_evict=_dispose)
-_inherited: list[LruCache[Engine]] = []
-
-
-def _after_fork() -> None:
-    """A forked child builds its own engines: the parent's pooled connections are not its to
-    use (nor to close: they stay referenced, unused)."""
-    global _engines
-    _inherited.append(_engines)
-    _engines = LruCache(KEPT, on_evict=_dispose)
-
-
-os.register_at_fork(after_in_child=_after_fork)
+_engines: LruCache[Engine] = LruCache(KEPT, on_evict=_dispose, process_local=True)
+"""Engines by URL; a forked child builds its own (the parent's pooled connections are not its
+to use)."""
 
 
 class OpenedEngine(NamedTuple):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+
 from lakehouse.lru import LruCache
 
 
@@ -41,3 +44,27 @@ def test_replacing_a_key_counts_its_weight_once_and_releases_the_old_value() -> 
     assert cache.get("other") == [5, 6, 7] and cache.get("one") == [8]
     cache.clear()
     assert cache.get("other") is None
+
+
+def _in_a_forked_child(probe: Callable[[], bool]) -> bool:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report and leave at once
+        os.write(write, b"1" if probe() else b"0")
+        os._exit(0)
+    os.close(write)
+    answer = os.read(read, 1)
+    os.close(read)
+    os.waitpid(pid, 0)
+    return answer == b"1"
+
+
+def test_a_forked_child_starts_a_process_local_cache_empty() -> None:
+    handles: LruCache[str] = LruCache(4, process_local=True)
+    facts: LruCache[str] = LruCache(4)
+    handles.put("catalog", "parent's connection")
+    facts.put("snapshot", "its files")
+
+    assert _in_a_forked_child(lambda: handles.get("catalog") is None)
+    assert _in_a_forked_child(lambda: facts.get("snapshot") == "its files")
+    assert handles.get("catalog") == "parent's connection"  # the parent keeps its own
