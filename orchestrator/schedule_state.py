@@ -129,7 +129,7 @@ class ScheduleStore:
     """Ticks and the lease, over the run-history database URL; safe to share between threads."""
 
     def __init__(self, url: str) -> None:
-        self._engine, self._lock, shown, _ = open_engine(url, "state database")
+        self._engine, self._lock, shown = open_engine(url, "state database")
         try:
             with self._guard(), self._engine.begin() as conn:
                 metadata.create_all(conn)

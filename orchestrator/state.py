@@ -95,6 +95,11 @@ DEFAULT_URL = "sqlite:///catalog/sluice.db"
 
 _T = TypeVar("_T")
 
+_checked: set[str] = set()
+"""Database URLs whose run-history tables a store of this process created or found. Only once
+they are in place does a later store skip the check: a store opened while another is still
+creating them waits for it (its own creation is a no-op), instead of racing to its first use."""
+
 
 class StateStore:
     """The run-history store over a SQLAlchemy URL; safe to share between threads."""
@@ -103,15 +108,17 @@ class StateStore:
         """Open (creating if needed) the database at `url`; `ConfigError` if that fails."""
         self.url = url
         self._host = socket.gethostname()
-        self._engine, self._lock, shown, reused = open_engine(url, "run-history database")
-        if reused:  # checked when it was built; tables gone since come back at first use
-            return
+        self._engine, self._lock, shown = open_engine(url, "run-history database")
+        if self._lock is None and url in _checked:
+            return  # tables dropped since come back at first use (`_transact`)
         try:
             self._create_tables()
         except Exception as exc:
             forget_engine(url, self._engine)
             reason = exc.orig if isinstance(exc, DBAPIError) else exc
             raise ConfigError(f"cannot open run-history database {shown!r}: {reason}") from exc
+        if self._lock is None:
+            _checked.add(url)
 
     def _create_tables(self) -> None:
         with self._guard(), self._engine.begin() as conn:

@@ -51,9 +51,6 @@ class OpenedEngine(NamedTuple):
     threads); None for every other database."""
     shown: str
     """The URL as it may be shown (password hidden)."""
-    reused: bool
-    """Whether the engine was built earlier in this process (it is shared: its pool must not
-    be disposed of by one store)."""
 
 
 def open_engine(url: str, what: str) -> OpenedEngine:
@@ -67,12 +64,12 @@ def open_engine(url: str, what: str) -> OpenedEngine:
                 _make_folder(kept.url.database or "")  # it may have been deleted since
             except OSError as exc:
                 raise ConfigError(f"cannot use {what} URL {shown!r}: {exc}") from exc
-        return OpenedEngine(kept, None, shown, True)
+        return OpenedEngine(kept, None, shown)
     engine, lock, shown = _build_engine(url, what)
     if lock is None:
         follow_replaced_file(engine)
         _engines.put(url, engine)
-    return OpenedEngine(engine, lock, shown, False)
+    return OpenedEngine(engine, lock, shown)
 
 
 def forget_engine(url: str, engine: Engine) -> None:

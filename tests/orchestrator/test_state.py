@@ -280,6 +280,36 @@ def test_reopening_after_the_folder_was_deleted_starts_afresh(db_path: Path) -> 
         assert [r.run_id for r in reopened.runs()] == ["r2"]
 
 
+def _open_and_write_at_once(url: str, stores: int) -> list[BaseException]:
+    """Open `stores` stores on `url` in as many threads at once, each recording a backfill."""
+    barrier = threading.Barrier(stores, timeout=30)
+    errors: list[BaseException] = []
+
+    def open_and_write(n: int) -> None:
+        try:
+            barrier.wait()
+            with StateStore(url) as store:
+                store.start_backfill(f"bf-{n}", selection="*", first="a", last="b", ranged=False)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_and_write, args=(n,)) for n in range(stores)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def test_stores_opened_at_once_on_a_new_database_can_all_write_at_once(tmp_path: Path) -> None:
+    # Each thread opens its store while another may still be creating the tables.
+    for attempt in range(30):
+        url = _url(tmp_path / str(attempt) / "sluice.db")
+        assert _open_and_write_at_once(url, 3) == []
+        with StateStore(url) as store:
+            assert len(store.backfills()) == 3
+
+
 def test_in_memory_stores_are_separate_databases() -> None:
     with StateStore("sqlite://") as one, StateStore("sqlite://") as other:
         one.start_run("r1", command="run", selection="*")
