@@ -17,12 +17,10 @@ from typing import TypeVar
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.expressions import BooleanExpression
-from pyiceberg.io import FileIO
-from pyiceberg.manifest import DataFile, ManifestEntry, ManifestEntryStatus, ManifestFile
-from pyiceberg.table import Table, TableProperties, Transaction, _parquet_files_to_data_files
+from pyiceberg.table import Table, Transaction
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.refs import MAIN_BRANCH, SnapshotRefType
-from pyiceberg.table.snapshots import Operation, ancestors_of
+from pyiceberg.table.snapshots import ancestors_of
 from pyiceberg.table.update import (
     AssertRefSnapshotId,
     RemoveSnapshotRefUpdate,
@@ -30,11 +28,11 @@ from pyiceberg.table.update import (
     _apply_table_update,
     _TableMetadataUpdateContext,
 )
-from pyiceberg.table.update.snapshot import ManageSnapshots, _OverwriteFiles
+from pyiceberg.table.update.snapshot import ManageSnapshots
 
 from lakehouse.errors import BranchError, PublishConflictError
 from lakehouse.locks import TableLocks
-from lakehouse.lru import LruCache
+from lakehouse.overwrites import live_data_files, live_entries, remember_entries, replace_all
 from lakehouse.provenance import Provenance, snapshot_provenance
 from lakehouse.tables import load_table
 
@@ -90,136 +88,6 @@ def _matching_files(table: Table, snapshot_id: int, row_filter: BooleanExpressio
     return any(
         True for _ in table.scan(snapshot_id=snapshot_id, row_filter=row_filter).plan_files()
     )
-
-
-KEPT_ENTRIES = 10_000
-"""How many live manifest entries (a data file's path and statistics each) are kept in all."""
-KEPT_PER_SNAPSHOT = 1_000
-"""Snapshots with more data files are read again when asked: for them, reading the manifests
-is a small part of a write anyway."""
-_entries: LruCache[tuple[ManifestEntry, ...]] = LruCache(KEPT_ENTRIES, weight=lambda e: 1 + len(e))
-"""(table uuid, snapshot id) -> the snapshot's live entries. A snapshot never changes, so they
-are read once per process, or not at all when this process committed the snapshot as a
-whole-table overwrite (its entries are then exactly the files it added): the next full refresh
-of the table needs no read of its manifest list and manifests (3 ms a write)."""
-
-
-def _live_entries(table: Table, snapshot_id: int) -> list[ManifestEntry]:
-    """The entries of every data file of a snapshot, empty files included (scans prune those)."""
-    snapshot = table.snapshot_by_id(snapshot_id)
-    if snapshot is None or (snapshot.summary and snapshot.summary.get("total-data-files") == "0"):
-        return []
-    key = (str(table.metadata.table_uuid), snapshot_id)
-    found = _entries.get(key)
-    if found is None:
-        found = tuple(
-            entry
-            for manifest in snapshot.manifests(table.io)
-            for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True)
-        )
-        if len(found) <= KEPT_PER_SNAPSHOT:
-            _entries.put(key, found)
-    return list(found)
-
-
-def _remember_entries(table: Table, head: int, added: list[DataFile]) -> None:
-    """Record the live entries of `head`, an overwrite snapshot of `table` that replaced every
-    file by `added`, as reading its manifests would give them (sequence numbers and the spec
-    id, which pyiceberg's file description leaves unset, inherited from the manifest that the
-    files were written to, with the table's default spec)."""
-    snapshot = table.snapshot_by_id(head)
-    if snapshot is None or len(added) > KEPT_PER_SNAPSHOT:
-        return
-    sequence = snapshot.sequence_number
-    for data_file in added:
-        data_file.spec_id = table.metadata.default_spec_id
-    entries = tuple(
-        ManifestEntry.from_args(
-            status=ManifestEntryStatus.ADDED,
-            snapshot_id=head,
-            sequence_number=sequence,
-            file_sequence_number=sequence,
-            data_file=data_file,
-        )
-        for data_file in added
-    )
-    _entries.put((str(table.metadata.table_uuid), head), entries)
-
-
-def _live_data_files(table: Table, snapshot_id: int) -> set[str]:
-    return {entry.data_file.file_path for entry in _live_entries(table, snapshot_id)}
-
-
-class _ReplaceAll(_OverwriteFiles):
-    """pyiceberg's overwrite snapshot, for the case where every live file of the branch head
-    goes: the caller read those files' entries once, where `_OverwriteFiles` reads every
-    manifest twice more to find them again.
-
-    One overwrite snapshot rather than pyiceberg's delete-then-append pair leaves half the
-    snapshots behind per full refresh and stages half the metadata updates. It relies on
-    `_OverwriteFiles` internals, hence pyiceberg's pin to one minor version.
-    """
-
-    def __init__(
-        self,
-        tx: Transaction,
-        io: FileIO,
-        branch: str,
-        properties: dict[str, str],
-        replaced: list[ManifestEntry],
-    ) -> None:
-        super().__init__(
-            operation=Operation.OVERWRITE,
-            transaction=tx,
-            io=io,
-            branch=branch,
-            snapshot_properties=properties,
-        )
-        self._replaced = replaced
-        for entry in replaced:
-            self.delete_data_file(entry.data_file)
-
-    def _existing_manifests(self) -> list[ManifestFile]:
-        return []  # nothing of the branch head survives
-
-    def _deleted_entries(self) -> list[ManifestEntry]:
-        return [
-            ManifestEntry.from_args(
-                status=ManifestEntryStatus.DELETED,
-                snapshot_id=self.snapshot_id,
-                sequence_number=entry.sequence_number,
-                file_sequence_number=entry.file_sequence_number,
-                data_file=entry.data_file,
-            )
-            for entry in self._replaced
-        ]
-
-
-def _replace_all(
-    tx: Transaction,
-    io: FileIO,
-    replaced: list[ManifestEntry],
-    paths: tuple[str, ...],
-    properties: dict[str, str],
-    branch: str,
-) -> list[DataFile]:
-    """Stage one overwrite snapshot on `branch`: the `replaced` entries out, `paths` in; returns
-    the data files added.
-
-    The files are described as `add_files` describes them (same name mapping, footers read by
-    the same pyiceberg helper, in parallel)."""
-    metadata = tx.table_metadata
-    if metadata.name_mapping() is None:  # as `add_files` does: the files carry no field ids
-        mapping = metadata.schema().name_mapping.model_dump_json()
-        tx.set_properties({TableProperties.DEFAULT_NAME_MAPPING: mapping})
-        metadata = tx.table_metadata
-    added = list(
-        _parquet_files_to_data_files(table_metadata=metadata, file_paths=list(paths), io=io)
-    )
-    with _ReplaceAll(tx, io, branch, properties, replaced) as overwrite:
-        for data_file in added:
-            overwrite.append_data_file(data_file)
-    return added
 
 
 class _Transaction(Transaction):
@@ -338,7 +206,7 @@ def write_branch(
             return False
         if not is_ancestor(table, base_snapshot_id, of=existing):
             return False
-        files = _live_data_files(table, existing)
+        files = live_data_files(table, existing)
         return files == wanted if replace and row_filter is None else wanted <= files
 
     def step(table: Table) -> tuple[int, Table]:
@@ -356,11 +224,11 @@ def write_branch(
         tx = _Transaction(table)
         ManageSnapshots(tx).create_branch(base_snapshot_id, branch).commit()
         if replace and row_filter is None:
-            replaced = _live_entries(table, base_snapshot_id)
+            replaced = live_entries(table, base_snapshot_id)
             if replaced:
-                added = _replace_all(tx, table.io, replaced, paths, properties, branch)
+                added = replace_all(tx, table.io, replaced, paths, properties, branch)
                 head, committed = _committed(tx)
-                _remember_entries(committed, head, added)
+                remember_entries(committed, head, added)
                 return head, committed
         elif (
             replace

@@ -10,7 +10,7 @@ from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.manifest import ManifestEntry
 from pyiceberg.table import Table
 
-from lakehouse import branches
+from lakehouse import overwrites
 from lakehouse.branches import (
     Lakehouse,
     branch_snapshot_id,
@@ -119,16 +119,16 @@ def test_a_full_refresh_knows_its_heads_files_as_its_manifests_list_them(
         lh, IDENT, branch="sluice-f1", base_snapshot_id=base, paths=files([5, 6]), properties={}
     )
     table = lh.table(IDENT)
-    known = branches._live_entries(table, head)
-    monkeypatch.setattr(branches, "_entries", LruCache(100))  # as another process
-    read = branches._live_entries(table, head)
+    known = overwrites.live_entries(table, head)
+    monkeypatch.setattr(overwrites, "_entries", LruCache(100))  # as another process
+    read = overwrites.live_entries(table, head)
 
     assert sorted(map(_described, known), key=str) == sorted(map(_described, read), key=str)
     assert {e.data_file.file_path for e in known} == set(_paths(table, head))
 
     # The next full refresh replaces exactly those files, from what this process knew.
-    monkeypatch.setattr(branches, "_entries", LruCache(100))
-    branches._remember_entries(table, head, [e.data_file for e in known])
+    monkeypatch.setattr(overwrites, "_entries", LruCache(100))
+    overwrites.remember_entries(table, head, [e.data_file for e in known])
     publish(lh, IDENT, branch="sluice-f1", base_snapshot_id=base, head=head)
     again, _ = write_branch(
         lh, IDENT, branch="sluice-f2", base_snapshot_id=head, paths=files([7]), properties={}
