@@ -280,20 +280,20 @@ def test_reopening_after_the_folder_was_deleted_starts_afresh(db_path: Path) -> 
         assert [r.run_id for r in reopened.runs()] == ["r2"]
 
 
-def _open_and_write_at_once(url: str, stores: int) -> list[BaseException]:
-    """Open `stores` stores on `url` in as many threads at once, each recording a backfill."""
-    barrier = threading.Barrier(stores, timeout=30)
+def _all_at_once(work: Callable[[int], None], threads_n: int) -> list[BaseException]:
+    """Run `work(0)` ... `work(threads_n - 1)` in as many threads, released together; the
+    errors they raised."""
+    barrier = threading.Barrier(threads_n, timeout=30)
     errors: list[BaseException] = []
 
-    def open_and_write(n: int) -> None:
+    def run(n: int) -> None:
         try:
             barrier.wait()
-            with StateStore(url) as store:
-                store.start_backfill(f"bf-{n}", selection="*", first="a", last="b", ranged=False)
+            work(n)
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=open_and_write, args=(n,)) for n in range(stores)]
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(threads_n)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -305,7 +305,12 @@ def test_stores_opened_at_once_on_a_new_database_can_all_write_at_once(tmp_path:
     # Each thread opens its store while another may still be creating the tables.
     for attempt in range(30):
         url = _url(tmp_path / str(attempt) / "sluice.db")
-        assert _open_and_write_at_once(url, 3) == []
+
+        def open_and_write(n: int, url: str = url) -> None:
+            with StateStore(url) as store:
+                store.start_backfill(f"bf-{n}", selection="*", first="a", last="b", ranged=False)
+
+        assert _all_at_once(open_and_write, 3) == []
         with StateStore(url) as store:
             assert len(store.backfills()) == 3
 
@@ -321,25 +326,15 @@ def test_concurrent_record_step_loses_nothing(db_path: Path) -> None:
     threads_n, steps_n = 8, 25
     store = StateStore(_url(db_path))
     store.start_run("r1", command="run", selection="*")
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(threads_n)
 
     def worker(t: int) -> None:
-        try:
-            barrier.wait()
-            for i in range(steps_n):
-                check = CheckRecord(name=f"c{t}-{i}", kind="sql", severity="error", passed=True)
-                asset = f"l.t{t}_{i}"
-                store.record_step(_step("r1", asset, status="running"))
-                store.record_step(_step("r1", asset, status="published", checks=[check]))
-        except BaseException as exc:
-            errors.append(exc)
+        for i in range(steps_n):
+            check = CheckRecord(name=f"c{t}-{i}", kind="sql", severity="error", passed=True)
+            asset = f"l.t{t}_{i}"
+            store.record_step(_step("r1", asset, status="running"))
+            store.record_step(_step("r1", asset, status="published", checks=[check]))
 
-    threads = [threading.Thread(target=worker, args=(t,)) for t in range(threads_n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = _all_at_once(worker, threads_n)
     try:
         assert errors == []
         found = store.run("r1")
