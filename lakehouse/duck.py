@@ -61,17 +61,22 @@ def connect(timezone: str = DEFAULT_TIMEZONE) -> duckdb.DuckDBPyConnection:
         if _database is None:
             _database = duckdb.connect()
             _database.execute("SET enable_progress_bar = false")
-        while _unused:
-            _database.execute(f"DETACH DATABASE IF EXISTS {_quote(_unused.pop())}")
+        unused = [_unused.pop() for _ in range(len(_unused))]
         con = _database.cursor()
     weakref.finalize(con, _unused.append, name)
-    con.execute(f"ATTACH ':memory:' AS {_quote(name)}")
-    con.execute(f"USE {_quote(name)}")
-    set_timezone(con, timezone)
+    # One script: each statement costs a round trip through the relation layer.
+    script = [f"DETACH DATABASE IF EXISTS {_quote(old)}" for old in unused]
+    script += [f"ATTACH ':memory:' AS {_quote(name)}", f"USE {_quote(name)}", _set_zone(timezone)]
+    con.execute("; ".join(script))
     return con
 
 
+def _set_zone(zone: str) -> str:
+    """The statement setting the session `TimeZone` to the IANA zone `zone` (a rendered
+    literal: `SET` takes no bound parameters)."""
+    return f"SET TimeZone = {exp.Literal.string(zone).sql(dialect='duckdb')}"
+
+
 def set_timezone(con: duckdb.DuckDBPyConnection, zone: str) -> None:
-    """Set the session `TimeZone` of `con` to the IANA zone `zone` (a rendered literal:
-    `SET` takes no bound parameters)."""
-    con.execute(f"SET TimeZone = {exp.Literal.string(zone).sql(dialect='duckdb')}")
+    """Set the session `TimeZone` of `con` to the IANA zone `zone`."""
+    con.execute(_set_zone(zone))

@@ -337,7 +337,7 @@ def write_audit_publish(
     this raise `PublishConflictError` naming the partition.
     """
     relation = data if isinstance(data, duckdb.DuckDBPyRelation) else None
-    schema = storable_schema(data.schema if relation is None else relation_schema(relation))
+    schema = storable_schema(data.schema) if relation is None else relation_schema(relation)
     with lh.locks.hold(identifier):
         table = ensure_table(
             lh.catalog,

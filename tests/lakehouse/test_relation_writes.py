@@ -18,7 +18,7 @@ from lakehouse.audits import Check
 from lakehouse.branches import Lakehouse, main_snapshot_id
 from lakehouse.provenance import Provenance
 from lakehouse.relation_writes import direct_writable, relation_schema
-from lakehouse.tables import write_schema
+from lakehouse.tables import storable_schema, write_schema
 from lakehouse.wap import WapResult, write_audit_publish
 
 TABLE = "silver.orders"
@@ -241,3 +241,37 @@ def test_only_local_tables_of_plain_nullable_types_take_the_direct_path(
     required = pa.schema([pa.field("n", pa.int64(), nullable=False)])
     assert not direct_writable(table, required)
     assert Path(_local(table.location())).is_dir()
+
+
+EVERY_PRIMITIVE = """
+SELECT true AS b, 1::TINYINT AS i1, 1::SMALLINT AS i2, 1 AS i4, 1::BIGINT AS i8,
+    1::UTINYINT AS u1, 1::USMALLINT AS u2, 1::UINTEGER AS u4, 1::UBIGINT AS u8,
+    1::HUGEINT AS h, 1::UHUGEINT AS uh, sum(1) AS total, count(*) AS n, 1.5::FLOAT AS f4,
+    1.5::DOUBLE AS f8, 1.5::DECIMAL(4, 1) AS d4, 1.5::DECIMAL(18, 3) AS d18,
+    1.5::DECIMAL(38, 10) AS d38, 'x' AS s, 'x'::BLOB AS bytes, DATE '2024-01-01' AS day,
+    TIME '10:00' AS t, TIMESTAMP '2024-01-01' AS ts, '2024-01-01'::TIMESTAMP_S AS ts_s,
+    '2024-01-01'::TIMESTAMP_MS AS ts_ms, '2024-01-01'::TIMESTAMP_NS AS ts_ns,
+    TIMESTAMPTZ '2024-01-01 00:00:00+00' AS tstz, NULL AS nothing, uuid() AS id,
+    [1] AS xs, {'a': 1} AS st, 'a'::ENUM('a', 'b') AS e
+"""
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        None,
+        "SET arrow_large_buffer_size = true",
+        "SET produce_arrow_string_view = true",
+        "SET TimeZone = 'America/New_York'",
+    ],
+)
+def test_a_relations_schema_is_what_storing_its_fetched_rows_takes(setting: str | None) -> None:
+    con = duckdb.connect()  # of its own: some settings are global to a database
+    if setting:
+        con.execute(setting)
+    relation = con.sql(EVERY_PRIMITIVE)
+    fetched = storable_schema(relation.limit(0).to_arrow_table().schema)
+    assert relation_schema(relation) == fetched
+    for name in fetched.names:  # without the columns that need an empty fetch
+        alone = relation.select(duckdb.ColumnExpression(name))
+        assert relation_schema(alone) == storable_schema(alone.limit(0).to_arrow_table().schema)

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 from pyiceberg.catalog import load_catalog
 from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.serializers import FromInputFile
 
 from lakehouse.catalog import ensure_namespace, open_catalog
@@ -75,6 +76,27 @@ def test_a_commit_by_another_tool_is_seen_at_the_next_load(catalog_config: Catal
     assert now.metadata_location != before.metadata_location
     assert now.scan().to_arrow().num_rows == 3
     assert before.scan().to_arrow().num_rows == 0
+
+
+def test_a_load_finds_only_a_table_of_this_catalog_that_exists_now(
+    catalog_config: CatalogConfig,
+) -> None:
+    ours = open_catalog(catalog_config)
+    ensure_namespace(ours, "bronze")
+    ours.create_table("bronze.t", schema=ROWS.schema)
+    neighbour = open_catalog(dataclasses.replace(catalog_config, name="neighbour"))
+    ensure_namespace(neighbour, "bronze")
+    neighbour.create_table("bronze.u", schema=ROWS.schema)  # same database, other catalog
+
+    assert ours.load_table("bronze.t").name() == ("bronze", "t")
+    assert ours.load_table(("bronze", "t")).metadata_location is not None
+    for missing in ("bronze.u", "silver.t", "bronze.v"):
+        with pytest.raises(NoSuchTableError, match=missing):
+            ours.load_table(missing)
+
+    load_catalog(catalog_config.name, **catalog_config.properties).drop_table("bronze.t")
+    with pytest.raises(NoSuchTableError, match="bronze.t"):
+        ours.load_table("bronze.t")
 
 
 def test_the_least_recently_used_files_go_past_the_budget(catalog_config: CatalogConfig) -> None:
