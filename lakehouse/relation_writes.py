@@ -138,7 +138,11 @@ def write_relation_files(
     file size. Requires `direct_writable(table, schema)`.
 
     Always writes at least one file (possibly empty), like `write_data_files`. On any error the
-    files written so far are deleted.
+    files written so far are deleted. DuckDB writes into a folder of this write's own, from
+    which the files are moved next to the others: finding them never lists the data folder,
+    which holds every file of the table's history until orphan files are removed (20 ms a
+    write at 20,000 files). A process killed meanwhile leaves that folder, whose files are
+    orphans like any other unpublished file.
     """
     folder = _local_data_folder(table)
     assert folder is not None
@@ -156,22 +160,28 @@ def write_relation_files(
             column = column.cast(target)
         casts.append(column.alias(field.name))
     file_bytes = int(table.properties.get("write.target-file-size-bytes", TARGET_FILE_BYTES))
-    folder.mkdir(parents=True, exist_ok=True)
+    staging = folder / token
+    staging.mkdir(parents=True)
+    files: list[Path] = []
     try:
         relation.project(*casts).write_parquet(
-            str(folder),
+            str(staging),
             compression="zstd",
             row_group_size=ROW_GROUP_ROWS,
             file_size_bytes=file_bytes,
             filename_pattern=f"{token}-{{i}}-{{uuid}}",
             append=True,
         )
+        for path in _written(staging, token):
+            files.append(path.rename(folder / path.name))  # unique names: nothing replaced
     except BaseException:
-        for path in _written(folder, token):
+        for path in (*files, *_written(staging, token)):
             with contextlib.suppress(OSError):
                 path.unlink()
         raise
-    files = _written(folder, token)
+    finally:
+        with contextlib.suppress(OSError):
+            staging.rmdir()
     location = table.location().rstrip("/")
     return WrittenFiles(
         paths=tuple(f"{location}/data/{path.name}" for path in files),

@@ -94,10 +94,11 @@ def snapshot_table(lh: Lakehouse) -> Callable[..., pa.Table]:
 
 @pytest.fixture
 def data_files(lh: Lakehouse) -> Callable[[str], set[str]]:
-    """`data_files(identifier)`: every Parquet file in the table's data folder, used or not."""
+    """`data_files(identifier)`: every Parquet file in the table's data folder or below it,
+    used or not."""
 
     def files(identifier: str) -> set[str]:
         location = lh.table(identifier).location().removeprefix("file://")
-        return {str(p) for p in Path(location, "data").glob("*.parquet")}
+        return {str(p) for p in Path(location, "data").rglob("*.parquet")}
 
     return files

@@ -197,6 +197,31 @@ def test_a_query_that_fails_midway_leaves_no_file_and_main_untouched(
     assert data_files(TABLE) == before
     assert main_snapshot_id(lh.table(TABLE)) == first.snapshot_id
     assert lh.table(TABLE).scan().to_arrow().num_rows == 10
+    folder = Path(_local(lh.table(TABLE).location()), "data")
+    assert [p for p in folder.iterdir() if p.is_dir()] == []
+
+
+def test_a_write_finds_its_files_without_listing_the_data_folder(
+    lh: Lakehouse, con: duckdb.DuckDBPyConnection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _publish(lh, con.sql("SELECT 0 AS n"), "r0")
+    folder = Path(_local(lh.table(TABLE).location()), "data")
+    for number in range(3):  # what other writes left, named as a write names its files
+        (folder / f"sluice-r0-{number}-old-0-{number}.parquet").write_bytes(b"")
+    listed = Path.iterdir
+
+    def iterdir(path: Path) -> Iterator[Path]:
+        assert path != folder, "the whole data folder was listed"
+        return listed(path)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    result = _publish(lh, con.sql("SELECT range AS n FROM range(5)"), "r1")
+    monkeypatch.undo()
+
+    assert result.status == "published" and result.rows == 5
+    assert [name for name in _main_files(lh) if "-old-" in name] == []
+    assert lh.table(TABLE).scan().to_arrow().column("n").to_pylist() == list(range(5))
+    assert [p for p in folder.iterdir() if p.is_dir()] == []
 
 
 def test_a_failing_audit_of_a_relation_keeps_main(
