@@ -50,16 +50,9 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.harness import (
-    BenchFailure,
-    Report,
-    Settings,
-    alternate,
-    mb,
-    run_process,
-    worker_argv,
-)
+from bench.harness import BenchFailure, Settings, alternate, run_process, worker_argv
 from bench.projects import sluice_argv, write_project
+from bench.report import Report, mb
 
 TITLE = "backfill of a 3-layer daily pipeline: sluice backfill modes vs raw pyiceberg + DuckDB"
 START = date(2024, 1, 1)

@@ -16,8 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.harness import REPO_ROOT, BenchFailure, Report, Settings, alternate, run_process
+from bench.harness import REPO_ROOT, BenchFailure, Settings, alternate, run_process
 from bench.projects import sluice_argv
+from bench.report import Report
 
 TITLE = "whole-process `sluice --help` and `sluice plan` vs importing pyiceberg, duckdb, pyarrow"
 IMPORTS = "import pyiceberg, duckdb, pyarrow"

@@ -22,7 +22,6 @@ from typing import Any
 
 from bench.harness import (
     BenchFailure,
-    Report,
     Settings,
     SkipBenchmark,
     alternate,
@@ -30,6 +29,7 @@ from bench.harness import (
     run_together,
 )
 from bench.projects import main_files, sluice_argv, write_project
+from bench.report import Report
 
 TITLE = "two processes backfilling partitions of one table vs one process"
 IDENTIFIER = "bench.daily_orders"

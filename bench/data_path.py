@@ -21,17 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import (
-    BenchFailure,
-    Report,
-    Settings,
-    alternate,
-    mb,
-    run_process,
-    run_worker,
-    worker_argv,
-)
+from bench.harness import BenchFailure, Settings, alternate, run_process, run_worker, worker_argv
 from bench.projects import RAW_ORDERS_SQL, SILVER_SQL, main_count, main_files, sluice_argv
+from bench.report import Report, mb
 
 TITLE = "silver transform (dedupe, cast, mask) as a WAP asset vs raw DuckDB COPY ... TO Parquet"
 

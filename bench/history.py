@@ -23,8 +23,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from bench.harness import BenchFailure, Report, Settings, alternate, run_worker
+from bench.harness import BenchFailure, Settings, alternate, run_worker
 from bench.projects import open_catalog, write_project
+from bench.report import Report
 from bench.wap_floor import ASSET, IDENTIFIER, ROWS
 
 TITLE = "the wap_floor cycle after many prior publishes vs on a fresh table"

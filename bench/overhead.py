@@ -22,8 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.harness import BenchFailure, Report, Settings, alternate, clock, run_worker
+from bench.harness import BenchFailure, Settings, alternate, clock, run_worker
 from bench.projects import write_project
+from bench.report import Report
 
 TITLE = "layered graph of tiny assets, full WAP per asset vs Dagster materialize()"
 ROWS_PER_ASSET = 10

@@ -31,8 +31,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.harness import BenchFailure, Report, Settings, alternate, clock, run_worker
+from bench.harness import BenchFailure, Settings, alternate, clock, run_worker
 from bench.projects import write_project
+from bench.report import Report
 
 TITLE = "discover + validate + plan a 10,000-asset project with nothing stale vs Dagster"
 PER_MODULE = 100

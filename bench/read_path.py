@@ -29,7 +29,6 @@ from typing import Any
 from bench.harness import (
     BenchFailure,
     Clock,
-    Report,
     Settings,
     alternate,
     clock,
@@ -38,6 +37,7 @@ from bench.harness import (
     worker_argv,
 )
 from bench.projects import GOLD_SQL, TYPED_ORDERS_SQL, main_count, main_files, write_project
+from bench.report import Report
 
 TITLE = "gold aggregation over an N-row upstream as an asset vs DuckDB over read_parquet"
 

@@ -19,7 +19,8 @@ if __package__ in (None, ""):  # `python bench/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import BENCHMARKS
-from bench.harness import BenchFailure, Report, Settings, SkipBenchmark
+from bench.harness import BenchFailure, Settings, SkipBenchmark
+from bench.report import Report
 
 
 def _parser() -> argparse.ArgumentParser:

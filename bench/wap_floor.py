@@ -22,8 +22,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.harness import BenchFailure, Report, Settings, alternate, clock, run_worker
+from bench.harness import BenchFailure, Settings, alternate, clock, run_worker
 from bench.projects import write_project
+from bench.report import Report
 
 TITLE = "one 1,000-row materialization, in process, vs a hand-written pyiceberg WAP cycle"
 ROWS = 1000
