@@ -106,6 +106,30 @@ class _ReplaceAll(_OverwriteFiles):
     def _existing_manifests(self) -> list[ManifestFile]:
         return []  # nothing of the branch head survives
 
+    def _manifests(self) -> list[ManifestFile]:
+        """One manifest holding the added files and the replaced ones as deleted entries (a
+        manifest may mix them), written on this thread; pyiceberg writes one of each, on two
+        worker threads (1 ms more per write for a small table). Replaced files of an older
+        partition spec take pyiceberg's way: a manifest has one spec."""
+        spec = self._transaction.table_metadata.spec()
+        deleted = self._deleted_entries()
+        if any(entry.data_file.spec_id != spec.spec_id for entry in deleted):
+            return super()._manifests()
+        with self.new_manifest_writer(spec=spec) as writer:
+            for data_file in self._added_data_files:
+                writer.add(
+                    ManifestEntry.from_args(
+                        status=ManifestEntryStatus.ADDED,
+                        snapshot_id=self._snapshot_id,
+                        sequence_number=None,
+                        file_sequence_number=None,
+                        data_file=data_file,
+                    )
+                )
+            for entry in deleted:
+                writer.add_entry(entry)
+        return self._process_manifests([writer.to_manifest_file()])
+
     def _deleted_entries(self) -> list[ManifestEntry]:
         return [
             ManifestEntry.from_args(

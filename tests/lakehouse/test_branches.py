@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pyarrow as pa
 import pytest
 from pyiceberg.exceptions import CommitFailedException
-from pyiceberg.manifest import ManifestEntry
+from pyiceberg.manifest import ManifestEntry, ManifestEntryStatus
 from pyiceberg.table import Table
 
 from lakehouse import overwrites
@@ -136,6 +136,34 @@ def test_a_full_refresh_knows_its_heads_files_as_its_manifests_list_them(
     assert _ids(rows, again) == [7]
     summary = lh.table(IDENT).snapshot_by_id(again).summary
     assert summary is not None and summary["deleted-data-files"] == str(len(known))
+
+
+def test_a_full_refresh_writes_one_manifest_adding_its_files_and_deleting_the_replaced(
+    lh: Lakehouse, base: int, files, rows
+) -> None:
+    before = set(_paths(lh.table(IDENT), base))
+    paths = files([10, 11])
+    head, _ = write_branch(
+        lh, IDENT, branch="sluice-m1", base_snapshot_id=base, paths=paths, properties={}
+    )
+    table = lh.table(IDENT)
+    snapshot = table.snapshot_by_id(head)
+    assert snapshot is not None and snapshot.sequence_number is not None
+
+    [manifest] = snapshot.manifests(table.io)
+    entries = manifest.fetch_manifest_entry(table.io, discard_deleted=False)
+    by_status = {
+        status: {e.data_file.file_path for e in entries if e.status == status}
+        for status in ManifestEntryStatus
+    }
+    assert by_status[ManifestEntryStatus.ADDED] == set(paths)
+    assert by_status[ManifestEntryStatus.DELETED] == before
+    assert by_status[ManifestEntryStatus.EXISTING] == set()
+    assert (manifest.added_files_count, manifest.deleted_files_count) == (len(paths), len(before))
+    added = [e for e in entries if e.status == ManifestEntryStatus.ADDED]
+    assert {e.sequence_number for e in added} == {snapshot.sequence_number}
+    assert _ids(rows, head) == [10, 11]
+    assert _ids(rows, base) == [1, 2]  # the replaced snapshot still reads its own rows
 
 
 def test_write_branch_without_replace_keeps_the_base_rows(
