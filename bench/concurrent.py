@@ -78,9 +78,10 @@ def verify(root: Path, days: int, rows: int) -> None:
     import duckdb
 
     files = main_files(root, IDENTIFIER)
-    found = duckdb.sql(
-        f"SELECT CAST(order_date AS VARCHAR), count(*), count(DISTINCT order_id) "
-        f"FROM read_parquet({files!r}) GROUP BY 1 ORDER BY 1"
+    found = duckdb.execute(
+        "SELECT CAST(order_date AS VARCHAR), count(*), count(DISTINCT order_id) "
+        "FROM read_parquet($files) GROUP BY 1 ORDER BY 1",
+        {"files": files},
     ).fetchall()
     expected = [(str(START + timedelta(days=d)), rows, rows) for d in range(days)]
     if found != expected:

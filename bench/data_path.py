@@ -128,7 +128,8 @@ def run(settings: Settings, report: Report, console: Any) -> None:
         r.check("duckdb COPY")
         import duckdb
 
-        got = duckdb.sql(f"SELECT count(*) FROM read_parquet('{out}')").fetchall()[0][0]
+        counted = duckdb.execute("SELECT count(*) FROM read_parquet($out)", {"out": str(out)})
+        got = counted.fetchall()[0][0]
         if got != expected:
             raise BenchFailure(f"COPY wrote {got} rows, expected {expected}")
         out.unlink()

@@ -78,11 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from pyinstrument import Profiler
 
-    profiler = Profiler(interval=0.0005)
-    profiler.start()
+    sampler = Profiler(interval=0.0005)
+    sampler.start()
     _work(root, args.select, args.force, args.plan_only)
-    profiler.stop()
-    sys.stdout.write(profiler.output_text(unicode=False, color=False, show_all=False))
+    sampler.stop()
+    sys.stdout.write(sampler.output_text(unicode=False, color=False, show_all=False))
     return 0
 
 

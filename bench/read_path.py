@@ -108,7 +108,9 @@ def read_layer_side(root: str, expected: int) -> dict[str, Any]:
             catalog = open_catalog(load_config(Path(root)).catalog)
             table = catalog.load_table("silver.orders")
             con = duck.connect()
-            create_view(con, ("orders",), table, main_snapshot_id(table))
+            snapshot = main_snapshot_id(table)
+            assert snapshot is not None
+            create_view(con, ("orders",), table, snapshot)
             result = con.sql(GOLD_SQL).to_arrow_table()
             con.close()
         if result.num_rows != expected:

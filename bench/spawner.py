@@ -12,9 +12,10 @@ import json
 import os
 import sys
 import time
+from typing import Any
 
 
-def _child(request):
+def _child(request: dict[str, Any]) -> None:
     os.chdir(request["cwd"])
     for fd, path, flags in (
         (0, os.devnull, os.O_RDONLY),
@@ -27,8 +28,8 @@ def _child(request):
     os.execvpe(request["argv"][0], request["argv"], request["env"])
 
 
-def main():
-    started = {}
+def main() -> None:
+    started: dict[int, float] = {}
     for line in sys.stdin:
         request = json.loads(line)
         if request["op"] == "spawn":
@@ -40,7 +41,7 @@ def main():
                 finally:
                     os._exit(127)
             started[pid] = start
-            reply = {"pid": pid}
+            reply: dict[str, float] = {"pid": pid}
         else:
             pid, status, usage = os.wait4(request["pid"], 0)
             reply = {
