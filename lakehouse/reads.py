@@ -4,6 +4,12 @@ When a snapshot has no delete files (always true for tables Sluice writes), Duck
 Parquet file list directly (about 15x faster than materializing Arrow in Python); otherwise
 pyiceberg's scan resolves the deletes. Columns the table gained after a file was written read
 as NULL, as Iceberg requires.
+
+Files of different Parquet schemas (written before and after a schema change) are read with
+DuckDB's `union_by_name`, which reads every file's footer each time a query over them is bound
+(a step binds its upstreams several times: 8 ms a bind for 365 small files, against 2 ms
+without). Whether a snapshot's files share one schema is found once per process, so that files
+that do (nearly always) are read without it.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
@@ -36,8 +43,27 @@ _file_lists: LruCache[tuple[tuple[str, ...] | None]] = LruCache(256)
 """(table uuid, snapshot id, window, schema id) -> data file paths, or None when the snapshot
 has delete files. A snapshot never changes, so neither does its file list: planning it again
 (reading the manifest list and every manifest) is wasted work."""
-_file_columns: LruCache[frozenset[str]] = LruCache(256)
-"""Data file paths -> the column names they hold (files never change either)."""
+
+
+@dataclass(frozen=True)
+class _FileSchemas:
+    """What a list of data files holds: the column names of any of them, and whether they all
+    have the same Parquet schema (names, order and types)."""
+
+    columns: frozenset[str]
+    uniform: bool
+
+
+_file_schemas: LruCache[_FileSchemas] = LruCache(256)
+"""Data file paths -> what they hold (files never change either)."""
+_SCHEMA_VARIANTS = """
+SELECT count(DISTINCT signature) FROM (
+    SELECT list((name, type, type_length, repetition_type, num_children, converted_type, scale,
+                 precision, logical_type, duckdb_type) ORDER BY column_id) AS signature
+    FROM parquet_schema($files) WHERE column_id > 0 GROUP BY file_name
+)"""
+"""How many different Parquet schemas the files have (the root element, named by the writer,
+and field ids, which DuckDB does not read by, left out)."""
 
 
 _tables: LruCache[Table] = LruCache(512, process_local=True)
@@ -159,12 +185,12 @@ def _snapshot_select(
         name = f"__sluice_snapshot_{next(_counter)}"
         con.register(name, data)
         return f"SELECT * FROM {quote(name)}"
-    source = _read_parquet(tuple(files))
-    present: frozenset[str] | None = _file_columns.get(tuple(files))
-    if present is None:
-        described = con.sql(f"DESCRIBE SELECT * FROM {source}").fetchall()
-        present = frozenset(str(row[0]) for row in described)
-        _file_columns.put(tuple(files), present)
+    held = _file_schemas.get(tuple(files))
+    if held is None:
+        held = _look_into(con, tuple(files))
+        _file_schemas.put(tuple(files), held)
+    source = _read_parquet(tuple(files), union=not held.uniform)
+    present = held.columns
     missing = [f for f in arrow_schema if f.name not in present]
     if missing:
         empty = f"__sluice_types_{next(_counter)}"
@@ -179,22 +205,31 @@ def _snapshot_select(
     return f"SELECT {', '.join(projection)} FROM {source}"
 
 
+def _look_into(con: duckdb.DuckDBPyConnection, files: tuple[str, ...]) -> _FileSchemas:
+    """What `files` hold, read from their footers."""
+    source = _read_parquet(files, union=True)
+    described = con.sql(f"DESCRIBE SELECT * FROM {source}").fetchall()
+    columns = frozenset(str(row[0]) for row in described)
+    if len(files) == 1:
+        return _FileSchemas(columns, uniform=True)
+    local = [_local(p) for p in files]
+    found = con.execute(_SCHEMA_VARIANTS, {"files": local}).fetchall()
+    return _FileSchemas(columns, uniform=found == [(1,)])
+
+
 @functools.lru_cache(maxsize=1024)
-def _read_parquet(files: tuple[str, ...]) -> str:
-    """`read_parquet([...], union_by_name = true)` of these files (the readers of one snapshot
-    ask for the same text)."""
+def _read_parquet(files: tuple[str, ...], *, union: bool) -> str:
+    """`read_parquet([...])` of these files, with `union_by_name = true` when asked (the
+    readers of one snapshot ask for the same text)."""
     literal_files = exp.Array(expressions=[exp.Literal.string(_local(p)) for p in files])
-    return exp.func(
-        "read_parquet",
-        literal_files,
-        exp.EQ(this=exp.column("union_by_name"), expression=exp.true()),
-    ).sql(dialect="duckdb")
+    options = [exp.EQ(this=exp.column("union_by_name"), expression=exp.true())] if union else []
+    return exp.func("read_parquet", literal_files, *options).sql(dialect="duckdb")
 
 
 def remember_columns(files: Sequence[str], columns: Iterable[str]) -> None:
-    """Record the columns data files hold, for a writer that knows them (it just wrote the
-    files): reading them needs no look into the files to learn it."""
-    _file_columns.put(tuple(files), frozenset(columns))
+    """Record the columns data files hold, for a writer that wrote them all with one schema:
+    reading them needs no look into the files."""
+    _file_schemas.put(tuple(files), _FileSchemas(frozenset(columns), uniform=True))
 
 
 def create_files_view(con: duckdb.DuckDBPyConnection, name: str, paths: Sequence[str]) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import duckdb
 import pyarrow as pa
+import pytest
 
-from lakehouse import audits
+from lakehouse import audits, reads
 from lakehouse.branches import Lakehouse, main_snapshot_id, publish, write_branch
 from lakehouse.lru import LruCache
 from lakehouse.provenance import Provenance
-from lakehouse.reads import create_view
+from lakehouse.reads import create_view, snapshot_select
 from lakehouse.tables import ensure_table, storable_schema, write_schema
 from lakehouse.writes import write_data_files
 
@@ -70,6 +71,40 @@ def test_column_added_later_reads_as_null_in_older_files(lh: Lakehouse, wap, row
     ]
     # The snapshot from before the column existed is read with its own schema.
     assert rows("r.events", old.snapshot_id) == [{"id": 1}, {"id": 2}]
+
+
+def _select(lh: Lakehouse, identifier: str) -> str:
+    table = lh.table(identifier)
+    snapshot = main_snapshot_id(table)
+    assert snapshot is not None
+    return snapshot_select(duckdb.connect(), table, snapshot)
+
+
+def test_files_of_one_schema_are_read_without_unifying_their_schemas(
+    lh: Lakehouse, wap, rows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wap("r.items", {"id": [1, 2], "name": ["a", "b"]}, "r1")
+    monkeypatch.setattr(reads, "_file_schemas", LruCache(100))  # as another process
+    assert "union_by_name" not in _select(lh, "r.items").lower()  # one file
+    assert rows("r.items") == [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]
+    _append(lh, "r.items", pa.table({"id": [3], "name": ["c"]}), "r2")
+    _append(lh, "r.items", pa.table({"id": [4], "name": [None]}), "r3")
+
+    assert "union_by_name" not in _select(lh, "r.items").lower()
+    assert rows("r.items") == [
+        {"id": 1, "name": "a"},
+        {"id": 2, "name": "b"},
+        {"id": 3, "name": "c"},
+        {"id": 4, "name": None},
+    ]
+
+
+def test_files_of_different_types_are_unified_by_name(lh: Lakehouse, wap, rows) -> None:
+    wap("r.counts", {"n": pa.array([1, 2], pa.int32())}, "r1")
+    _append(lh, "r.counts", pa.table({"n": pa.array([2**40], pa.int64())}), "r2")  # int -> long
+
+    assert "union_by_name" in _select(lh, "r.counts").lower()
+    assert rows("r.counts") == [{"n": 1}, {"n": 2}, {"n": 2**40}]
 
 
 def test_column_absent_from_every_file_reads_as_typed_null(lh: Lakehouse, wap, rows) -> None:
