@@ -206,15 +206,15 @@ def _snapshot_select(
 
 
 def _look_into(con: duckdb.DuckDBPyConnection, files: tuple[str, ...]) -> _FileSchemas:
-    """What `files` hold, read from their footers."""
-    source = _read_parquet(files, union=True)
+    """What `files` hold, read from their footers (every footer once more only when they
+    differ: the columns are then their union)."""
+    uniform = len(files) == 1
+    if not uniform:
+        local = [_local(p) for p in files]
+        uniform = con.execute(_SCHEMA_VARIANTS, {"files": local}).fetchall() == [(1,)]
+    source = _read_parquet(files, union=not uniform)
     described = con.sql(f"DESCRIBE SELECT * FROM {source}").fetchall()
-    columns = frozenset(str(row[0]) for row in described)
-    if len(files) == 1:
-        return _FileSchemas(columns, uniform=True)
-    local = [_local(p) for p in files]
-    found = con.execute(_SCHEMA_VARIANTS, {"files": local}).fetchall()
-    return _FileSchemas(columns, uniform=found == [(1,)])
+    return _FileSchemas(frozenset(str(row[0]) for row in described), uniform)
 
 
 @functools.lru_cache(maxsize=1024)
