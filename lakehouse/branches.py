@@ -25,8 +25,6 @@ from pyiceberg.table.update import (
     AssertRefSnapshotId,
     RemoveSnapshotRefUpdate,
     SetSnapshotRefUpdate,
-    _apply_table_update,
-    _TableMetadataUpdateContext,
 )
 from pyiceberg.table.update.snapshot import ManageSnapshots
 
@@ -34,6 +32,7 @@ from lakehouse.errors import BranchError, PublishConflictError
 from lakehouse.locks import TableLocks
 from lakehouse.overwrites import live_data_files, live_entries, remember_entries, replace_all
 from lakehouse.provenance import Provenance, snapshot_provenance
+from lakehouse.sql_catalog import applied
 from lakehouse.tables import load_table
 
 COMMIT_ATTEMPTS = 8
@@ -110,11 +109,7 @@ class _Transaction(Transaction):
         if not updates:
             return base  # nothing staged: the table's own (immutable) metadata, not a copy
         if memo is None or memo[0] is not base or memo[1] is not updates:
-            context = _TableMetadataUpdateContext()
-            staged = base
-            for update in updates:
-                staged = _apply_table_update(update, staged, context)
-            memo = (base, updates, staged)
+            memo = (base, updates, applied(base, updates)[0])
             self._memo = memo
         return memo[2]
 

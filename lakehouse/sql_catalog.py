@@ -62,15 +62,24 @@ _parsed = new_metadata_cache()
 catalog reads it."""
 
 
-def _updated(base: TableMetadata, location: str, updates: tuple[TableUpdate, ...]) -> TableMetadata:
-    """`base` with `updates` applied, as pyiceberg's `update_table_metadata` makes it for a
-    commit to an existing table, without its final deep copy of the whole result (0.5-1 ms a
-    commit, growing with the snapshots a table keeps): every update builds new models and
-    never changes the ones it was given, so nothing is shared that anyone changes."""
+def applied(
+    base: TableMetadata, updates: tuple[TableUpdate, ...]
+) -> tuple[TableMetadata, _TableMetadataUpdateContext]:
+    """`base` with `updates` applied, without a deep copy: every update builds new models and
+    never changes the ones it was given, so nothing is shared that anyone changes. Also the
+    context that says whether anything changed."""
     context = _TableMetadataUpdateContext()
     metadata = base
     for update in updates:
         metadata = _apply_table_update(update, metadata, context)
+    return metadata, context
+
+
+def _updated(base: TableMetadata, location: str, updates: tuple[TableUpdate, ...]) -> TableMetadata:
+    """`base` with `updates` applied, as pyiceberg's `update_table_metadata` makes it for a
+    commit to an existing table, without its final deep copy of the whole result (0.5-1 ms a
+    commit, growing with the snapshots a table keeps; see `applied`)."""
+    metadata, context = applied(base, updates)
     if context.has_changes():
         metadata = _update_table_metadata_log(metadata, location, base.last_updated_ms)
         if base.last_updated_ms == metadata.last_updated_ms:

@@ -34,12 +34,8 @@ SQLITE_BUSY_TIMEOUT_S = 30.0
 READ_ONLY = "sluice_read_only"
 
 
-def _dispose(engine: Engine) -> None:
-    engine.dispose()
-
-
 KEPT = 8
-_engines: LruCache[Engine] = LruCache(KEPT, on_evict=_dispose, process_local=True)
+_engines: LruCache[Engine] = LruCache(KEPT, on_evict=Engine.dispose, process_local=True)
 """Engines by URL; a forked child builds its own (the parent's pooled connections are not its
 to use)."""
 
