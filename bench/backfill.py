@@ -16,8 +16,9 @@ Sluice side, the whole CLI process users run, on a fresh catalog each time:
 (one WAP cycle per asset for the whole range). Per partition that is 3 WAP cycles (branch,
 write, audit on the partition, publish), so 3N cycles in all.
 
-Raw side, a whole Python process on a fresh SQLite catalog too, the same queries, the same
-tables (same schema, same `day` partition spec), no audits, no branches, no state store:
+Raw side (`bench/backfill_raw.py`), a whole Python process on a fresh SQLite catalog too, the
+same queries, the same tables (same schema, same `day` partition spec), no audits, no
+branches, no state store:
 
 - `raw per-partition`: per day and table, DuckDB writes the result as one Parquet file in the
   table's location (`relation.write_parquet`) and pyiceberg registers it (`add_files`), one
@@ -45,8 +46,7 @@ per day; 2,000 with `--quick`), `-o modes=p1,p2,ranged,raw,raw_batched` (sides t
 
 from __future__ import annotations
 
-import time
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -186,97 +186,6 @@ def project(root: Path, rows: int) -> Path:
     )
 
 
-# ---- measured side (baseline): the raw script --------------------------------------------
-
-
-def raw_backfill(
-    uri: str, warehouse: str, first: str, days: int, rows: int, batched: bool
-) -> dict[str, Any]:
-    """The raw script: the same rows into the same tables with pyiceberg + DuckDB only.
-
-    Per table, the first result's Arrow schema creates the table (plus a `day` partition
-    spec on its partition column). Per-partition: each day's result is written by DuckDB as
-    one Parquet file in the table location and added with `add_files` (one commit per table
-    and day). Batched: one query per table over the whole range, written one file per day
-    (`partition_by` a helper day column, which is left out of the files), one `add_files`.
-    """
-    import uuid
-
-    import duckdb
-    from pyiceberg.catalog import load_catalog
-    from pyiceberg.table import Table
-    from pyiceberg.transforms import DayTransform
-
-    started = time.perf_counter()
-    catalog = load_catalog("raw", type="sql", uri=uri, warehouse=warehouse)
-    con = duckdb.connect()
-    con.execute("SET enable_progress_bar = false")
-    tables: dict[str, Table] = {}
-
-    def table_for(identifier: str, column: str, relation: duckdb.DuckDBPyRelation) -> Table:
-        if identifier not in tables:
-            namespace = identifier.split(".")[0]
-            catalog.create_namespace_if_not_exists(namespace)
-            schema = relation.limit(0).to_arrow_table().schema
-            table = catalog.create_table(identifier, schema=schema)
-            with table.update_spec() as spec:
-                spec.add_field(column, DayTransform(), f"{column}_day")
-            tables[identifier] = catalog.load_table(identifier)
-            data = tables[identifier].location().removeprefix("file://") + "/data"
-            Path(data).mkdir(parents=True, exist_ok=True)
-        return tables[identifier]
-
-    def relation(query: str, upstream: str | None, files: list[str], params: dict[str, Any]) -> Any:
-        if upstream is None:
-            return con.sql(query, params=params)
-        con.read_parquet(files, hive_partitioning=False).create_view(upstream, replace=True)
-        return con.sql(query)
-
-    day0 = datetime.combine(date.fromisoformat(first), datetime.min.time())
-    written: dict[str, list[str]] = {}
-    commits = 0
-    if batched:
-        params = {"start": day0, "end": day0 + timedelta(days=days), "rows": rows}
-        upstream_files: list[str] = []
-        for identifier, column, upstream, query in LAYERS:
-            result = relation(query, upstream, upstream_files, params)
-            table = table_for(identifier, column, result)
-            folder = f"{table.location()}/data/raw-{uuid.uuid4().hex[:12]}"
-            out = Path(folder.removeprefix("file://"))
-            key = duckdb.ColumnExpression(column).cast(duckdb.sqltype("DATE")).alias("_raw_day")
-            result.project(duckdb.StarExpression(), key).write_parquet(
-                str(out), compression="zstd", partition_by=["_raw_day"]
-            )
-            paths = sorted(str(p) for p in out.rglob("*.parquet"))
-            table.add_files([f"file://{p}" for p in paths])
-            commits += 1
-            written[identifier] = upstream_files = paths
-    else:
-        for day in range(days):
-            params = {
-                "start": day0 + timedelta(days=day),
-                "end": day0 + timedelta(days=day + 1),
-                "rows": rows,
-            }
-            upstream_files = []
-            for identifier, column, upstream, query in LAYERS:
-                result = relation(query, upstream, upstream_files, params)
-                table = table_for(identifier, column, result)
-                path = f"{table.location()}/data/raw-{uuid.uuid4().hex[:12]}.parquet"
-                local = path.removeprefix("file://")
-                result.write_parquet(local, compression="zstd")
-                table.add_files([path])
-                commits += 1
-                written.setdefault(identifier, []).append(local)
-                upstream_files = [local]
-    con.close()
-    return {
-        "seconds": time.perf_counter() - started,
-        "commits": commits,
-        "files": {k: len(v) for k, v in written.items()},
-    }
-
-
 # ---- checks ------------------------------------------------------------------------------
 
 
@@ -406,7 +315,7 @@ def run(settings: Settings, report: Report, console: Any) -> None:
                 "rows": rows,
                 "batched": batched,
             }
-            r = run_process(worker_argv("backfill:raw_backfill", params), timeout=TIMEOUT_S)
+            r = run_process(worker_argv("backfill_raw:raw_backfill", params), timeout=TIMEOUT_S)
             r.check(side)
             catalog = load_catalog("raw", type="sql", uri=uri, warehouse=warehouse)
             agree(verify(catalog, span, rows, side), side, span)
