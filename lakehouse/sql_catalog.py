@@ -8,7 +8,9 @@ by location: a load still asks the catalog database which file is current (so it
 other writers' commits), and parses it only if it is new to this process. A commit's own new
 metadata is kept as it is returned, so the next load needs no parse at all. That question is
 one prepared Core query for the location alone (0.04 ms against 0.3 ms for pyiceberg's ORM
-session and row object, asked four or five times per cycle).
+session and row object, asked four or five times per cycle). A commit to an existing table
+swaps the row's location with one prepared Core statement too, instead of pyiceberg's ORM
+session and freshly built update (1.2-1.4 ms against 1.8-2.1 ms a commit, two per cycle).
 
 A commit applies its updates to the current metadata as pyiceberg does, without pyiceberg's deep
 copy of the result (see `_updated`). The catalog's pooled connections follow a database file
@@ -22,7 +24,7 @@ from datetime import datetime
 
 from pyiceberg.catalog import Catalog
 from pyiceberg.catalog.sql import IcebergTables, SqlCatalog
-from pyiceberg.exceptions import NoSuchTableError
+from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
 from pyiceberg.io import load_file_io
 from pyiceberg.serializers import FromInputFile
 from pyiceberg.table import CommitTableResponse, StagedTable, Table
@@ -37,7 +39,7 @@ from pyiceberg.table.update import (
 )
 from pyiceberg.typedef import Identifier
 from pyiceberg.utils.datetime import datetime_to_millis
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import Select, Update, bindparam, select, update
 
 from lakehouse.lru import LruCache
 from lakehouse.sqlite_files import follow_replaced_file
@@ -70,8 +72,8 @@ def applied(
     context that says whether anything changed."""
     context = _TableMetadataUpdateContext()
     metadata = base
-    for update in updates:
-        metadata = _apply_table_update(update, metadata, context)
+    for change in updates:
+        metadata = _apply_table_update(change, metadata, context)
     return metadata, context
 
 
@@ -90,6 +92,10 @@ def _updated(base: TableMetadata, location: str, updates: tuple[TableUpdate, ...
     return metadata
 
 
+def _response(metadata: TableMetadata, location: str) -> CommitTableResponse:
+    return CommitTableResponse(metadata=metadata, metadata_location=location)  # type: ignore[call-arg]
+
+
 class CachingSqlCatalog(SqlCatalog):
     """`SqlCatalog` whose table loads reuse parsed metadata (see the module docstring)."""
 
@@ -99,6 +105,7 @@ class CachingSqlCatalog(SqlCatalog):
         super().__init__(name, **properties)
         follow_replaced_file(self.engine)  # the catalog is kept (see `lakehouse.catalog`)
         self._location_query = self._location_select()
+        self._swap_statement = self._swap()
 
     def _location_select(self) -> Select[str | None]:
         """The current metadata location of table `:namespace.:name`, as pyiceberg's
@@ -112,13 +119,34 @@ class CachingSqlCatalog(SqlCatalog):
             stmt = stmt.where(type_filter)
         return stmt
 
+    def _swap(self) -> Update:
+        """Point table `:namespace.:name` at `:new_location` if it is still at `:old_location`
+        (pyiceberg's compare-and-swap of a commit to an existing table)."""
+        return (
+            update(IcebergTables)
+            .where(
+                IcebergTables.catalog_name == self.name,
+                IcebergTables.table_namespace == bindparam("namespace"),
+                IcebergTables.table_name == bindparam("name"),
+                IcebergTables.metadata_location == bindparam("old_location"),
+            )
+            .values(
+                metadata_location=bindparam("new_location"),
+                previous_metadata_location=bindparam("old_location"),
+            )
+        )
+
+    def _current_location(self, namespace: str, name: str) -> str | None:
+        with self.engine.connect() as conn:
+            found = conn.execute(self._location_query, {"namespace": namespace, "name": name})
+            location: str | None = found.scalar_one_or_none()
+        return location
+
     def load_table(self, identifier: str | Identifier) -> Table:
         """The table as the catalog database holds it now (raises `NoSuchTableError`)."""
         namespace = Catalog.namespace_to_string(Catalog.namespace_from(identifier))
         name = Catalog.table_name_from(identifier)
-        with self.engine.connect() as conn:
-            found = conn.execute(self._location_query, {"namespace": namespace, "name": name})
-            location = found.scalar_one_or_none()
+        location = self._current_location(namespace, name)
         if location is None:
             raise NoSuchTableError(f"Table does not exist: {namespace}.{name}")
         return self._table_at(namespace, name, location)
@@ -154,9 +182,47 @@ class CachingSqlCatalog(SqlCatalog):
         requirements: tuple[TableRequirement, ...],
         updates: tuple[TableUpdate, ...],
     ) -> CommitTableResponse:
-        response = super().commit_table(table, requirements, updates)
+        """pyiceberg's commit (requirements checked against the current metadata, a new
+        metadata file, then a compare-and-swap of the table's row), with the swap as one
+        prepared Core statement for a table that exists."""
+        namespace = Catalog.namespace_to_string(Catalog.namespace_from(table.name()))
+        name = Catalog.table_name_from(table.name())
+        location = self._current_location(namespace, name)
+        if location is None or not self.engine.dialect.supports_sane_rowcount:
+            response = super().commit_table(table, requirements, updates)
+        else:
+            response = self._commit_existing(
+                table, namespace, name, location, requirements, updates
+            )
         self.metadata_cache.put(response.metadata_location, response.metadata)
         return response
+
+    def _commit_existing(
+        self,
+        table: Table,
+        namespace: str,
+        name: str,
+        location: str,
+        requirements: tuple[TableRequirement, ...],
+        updates: tuple[TableUpdate, ...],
+    ) -> CommitTableResponse:
+        current = self._table_at(namespace, name, location)
+        staged = self._update_and_stage_table(current, table.name(), requirements, updates)
+        if staged.metadata == current.metadata:
+            return _response(current.metadata, location)
+        self._write_metadata(staged.metadata, staged.io, staged.metadata_location)
+        swap = {
+            "namespace": namespace,
+            "name": name,
+            "old_location": location,
+            "new_location": staged.metadata_location,
+        }
+        with self.engine.begin() as conn:
+            if conn.execute(self._swap_statement, swap).rowcount < 1:
+                raise CommitFailedException(
+                    f"Table has been updated by another process: {namespace}.{name}"
+                )
+        return _response(staged.metadata, staged.metadata_location)
 
     def _update_and_stage_table(
         self,

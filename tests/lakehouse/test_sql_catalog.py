@@ -9,8 +9,9 @@ import pyarrow as pa
 import pytest
 from pyiceberg.catalog import load_catalog
 from pyiceberg.catalog.sql import SqlCatalog
-from pyiceberg.exceptions import NoSuchTableError
+from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
 from pyiceberg.serializers import FromInputFile
+from pyiceberg.table.update import AssertRefSnapshotId, AssertTableUUID, SetPropertiesUpdate
 
 from lakehouse.catalog import ensure_namespace, open_catalog
 from lakehouse.config import CatalogConfig
@@ -110,3 +111,56 @@ def test_the_least_recently_used_files_go_past_the_budget(catalog_config: Catalo
     cache.put("c", metadata)
     assert cache.get("b") is None
     assert cache.get("a") is metadata and cache.get("c") is metadata
+
+
+def _set(table: Any, key: str, value: str, *requirements: Any) -> Any:
+    """Commit `key = value` on `table` (asserting its uuid and `requirements`)."""
+    return table.catalog.commit_table(
+        table,
+        (AssertTableUUID(uuid=table.metadata.table_uuid), *requirements),
+        (SetPropertiesUpdate(updates={key: value}),),
+    )
+
+
+def test_a_commit_is_checked_against_the_current_metadata_not_the_callers(
+    catalog_config: CatalogConfig,
+) -> None:
+    catalog = open_catalog(catalog_config)
+    ensure_namespace(catalog, "bronze")
+    stale = catalog.create_table("bronze.t", schema=ROWS.schema)
+    catalog.load_table("bronze.t").append(ROWS)  # main now exists; `stale` has no main
+
+    no_main = AssertRefSnapshotId(ref="main", snapshot_id=None)  # type: ignore[call-arg]
+    with pytest.raises(CommitFailedException, match="main"):
+        _set(stale, "k", "v", no_main)
+    # A commit from a stale object still applies to what the table holds now.
+    _set(stale, "k", "v")
+    now = catalog.load_table("bronze.t")
+    assert now.properties["k"] == "v"
+    assert now.scan().to_arrow().num_rows == 3
+    other = load_catalog(catalog_config.name, **catalog_config.properties)
+    assert other.load_table("bronze.t").metadata_location == now.metadata_location
+
+
+def test_a_commit_loses_to_a_writer_that_committed_while_it_wrote_its_metadata(
+    catalog_config: CatalogConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog = open_catalog(catalog_config)
+    ensure_namespace(catalog, "bronze")
+    catalog.create_table("bronze.t", schema=ROWS.schema)
+    other = load_catalog(catalog_config.name, **catalog_config.properties)
+    write = CachingSqlCatalog._write_metadata
+
+    def racing(metadata: Any, io: Any, metadata_path: str) -> None:
+        write(metadata, io, metadata_path)
+        monkeypatch.setattr(CachingSqlCatalog, "_write_metadata", staticmethod(write))
+        other.load_table("bronze.t").append(ROWS)  # between our read and our swap
+
+    monkeypatch.setattr(CachingSqlCatalog, "_write_metadata", staticmethod(racing))
+    with pytest.raises(CommitFailedException, match="updated by another process"):
+        _set(catalog.load_table("bronze.t"), "k", "v")
+
+    now = other.load_table("bronze.t")
+    assert "k" not in now.properties
+    assert now.scan().to_arrow().num_rows == 3
+    assert catalog.load_table("bronze.t").metadata_location == now.metadata_location
