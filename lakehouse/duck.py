@@ -7,6 +7,13 @@ and tables one step creates are invisible to every other step, exactly as with a
 database; session settings, variables and registered Arrow tables are per cursor anyway. The
 catalog is detached once the cursor is gone (closed and unreferenced).
 
+Parquet footers are kept by the database (`parquet_metadata_cache`, set globally): a step binds
+each upstream's files four or five times (its views, the asset's query, the write), and each
+bind parsed the whole footer again (0.5 ms for a 10M-row file of 80 row groups). DuckDB checks
+a kept footer against the file's modification time and version before using it, and keeps
+them within its memory limit, least recently used first, so a file rewritten in place is read
+anew. An asset's own `SET parquet_metadata_cache` applies to its step only.
+
 DuckDB's session `TimeZone` defaults to the host's, and it decides how a `TIMESTAMP` compares
 with a `TIMESTAMPTZ`, how a `TIMESTAMPTZ` casts to a date, and so on. Every connection is set
 to UTC explicitly, so a query means the same on every host.
@@ -60,7 +67,9 @@ def connect(timezone: str = DEFAULT_TIMEZONE) -> duckdb.DuckDBPyConnection:
     with _lock:
         if _database is None:
             _database = duckdb.connect()
-            _database.execute("SET enable_progress_bar = false")
+            _database.execute(
+                "SET enable_progress_bar = false; SET GLOBAL parquet_metadata_cache = true"
+            )
         unused = [_unused.pop() for _ in range(len(_unused))]
         con = _database.cursor()
     weakref.finalize(con, _unused.append, name)

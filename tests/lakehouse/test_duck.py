@@ -1,0 +1,42 @@
+"""DuckDB sessions: private, in UTC, and reading Parquet files as they are now."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lakehouse import duck
+
+
+def _setting(con: duckdb.DuckDBPyConnection, name: str) -> object:
+    [(value,)] = con.execute("SELECT current_setting($name)", {"name": name}).fetchall()
+    return value
+
+
+def test_every_session_keeps_parquet_footers_and_an_asset_can_opt_out_for_itself() -> None:
+    first = duck.connect()
+    first.execute("SET parquet_metadata_cache = false")  # as an asset's own SQL would
+    second = duck.connect()
+
+    assert _setting(first, "parquet_metadata_cache") is False
+    assert _setting(second, "parquet_metadata_cache") is True
+    assert _setting(duck.connect("Europe/Paris"), "parquet_metadata_cache") is True
+    first.close()
+    second.close()
+
+
+def test_a_parquet_file_rewritten_in_place_is_read_anew(tmp_path: Path) -> None:
+    path = tmp_path / "landing.parquet"
+    pq.write_table(pa.table({"id": [1, 2, 3]}), path)
+    con = duck.connect()
+    query = "SELECT * FROM read_parquet($path) ORDER BY ALL"
+    assert con.execute(query, {"path": str(path)}).fetchall() == [(1,), (2,), (3,)]
+
+    pq.write_table(pa.table({"id": [7, 8], "name": ["a", "b"]}), path)  # within the second
+
+    assert con.execute(query, {"path": str(path)}).fetchall() == [(7, "a"), (8, "b")]
+    assert duck.connect().execute(query, {"path": str(path)}).fetchall() == [(7, "a"), (8, "b")]
+    con.close()
