@@ -155,15 +155,20 @@ def replace_all(
     the data files added.
 
     The files are described as `add_files` describes them (same name mapping, footers read by
-    the same pyiceberg helper, in parallel)."""
+    the same pyiceberg helper, in parallel when there are several)."""
     metadata = tx.table_metadata
     if metadata.name_mapping() is None:  # as `add_files` does: the files carry no field ids
         mapping = metadata.schema().name_mapping.model_dump_json()
         tx.set_properties({TableProperties.DEFAULT_NAME_MAPPING: mapping})
         metadata = tx.table_metadata
-    added = list(
-        _parquet_files_to_data_files(table_metadata=metadata, file_paths=list(paths), io=io)
-    )
+    if len(paths) == 1:  # no round trip through pyiceberg's thread pool
+        from pyiceberg.io.pyarrow import parquet_file_to_data_file  # as pyiceberg: lazily
+
+        added = [parquet_file_to_data_file(io, metadata, paths[0])]
+    else:
+        added = list(
+            _parquet_files_to_data_files(table_metadata=metadata, file_paths=list(paths), io=io)
+        )
     with _ReplaceAll(tx, io, branch, properties, replaced) as overwrite:
         for data_file in added:
             overwrite.append_data_file(data_file)
