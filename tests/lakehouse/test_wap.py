@@ -117,6 +117,23 @@ def test_first_materialization_failing_its_audit_publishes_nothing(
     assert rows("s.first", bad.snapshot_id) == [{"id": 1}, {"id": None}]
 
 
+def test_a_full_refresh_adding_a_column_is_audited_with_that_column(
+    lh: Lakehouse, wap, rows
+) -> None:
+    first = wap("s.people", {"id": [1, 2]}, "r1")
+    checks = [audits.not_null("email")]
+
+    bad = wap("s.people", {"id": [1, 2, 3], "email": ["a@x", None, None]}, "r2", checks=checks)
+    assert bad.status == "audit_failed"
+    [check] = bad.checks
+    assert check.error is None and check.failing_rows == 2
+    assert main_snapshot_id(lh.table("s.people")) == first.snapshot_id
+
+    good = wap("s.people", {"id": [1], "email": ["a@x"]}, "r3", checks=checks)
+    assert good.status == "published"
+    assert rows("s.people") == [{"id": 1, "email": "a@x"}]
+
+
 def test_warn_severity_failure_still_publishes(lh: Lakehouse, wap, rows) -> None:
     result = wap(
         "s.warned",
