@@ -258,17 +258,26 @@ def create_views(
 ) -> None:
     """Create (or replace) each view `(name, select)`, then each alias `(name, target)` as
     another name of an existing view (names optionally schema-qualified; a second name for
-    one snapshot costs no second listing). Each schema is created once."""
+    one snapshot costs no second listing). Each schema is created once. An alias of one of
+    `views` is that view's select under another name; all of it is one script (a statement
+    costs a round trip)."""
+    selects = dict(views)
     schemas = {name[0] for name, _ in (*views, *aliases) if len(name) == 2}
-    for schema in sorted(schemas):
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
-    for name, select in views:
-        con.execute(f"CREATE OR REPLACE VIEW {quote(*name)} AS {select}")
-    if not aliases:
+    script = [f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}" for schema in sorted(schemas)]
+    script += [f"CREATE OR REPLACE VIEW {quote(*name)} AS {select}" for name, select in views]
+    script += [
+        f"CREATE OR REPLACE VIEW {quote(*name)} AS {selects[target]}"
+        for name, target in aliases
+        if target in selects
+    ]
+    if script:
+        con.execute("; ".join(script))
+    others = [(name, target) for name, target in aliases if target not in selects]
+    if not others:
         return
     # Fully qualified: inside a view of schema `s`, a bare name would resolve to `s.<name>`.
     [(database, schema)] = con.execute("SELECT current_database(), current_schema()").fetchall()
-    for name, target in aliases:
+    for name, target in others:
         source = quote(str(database), *((str(schema),) if len(target) == 1 else ()), *target)
         con.execute(f"CREATE OR REPLACE VIEW {quote(*name)} AS SELECT * FROM {source}")
 
