@@ -7,10 +7,11 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from pyiceberg.catalog import load_catalog
+from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
 from pyiceberg.serializers import FromInputFile
+from pyiceberg.table import Table
 from pyiceberg.table.update import AssertRefSnapshotId, AssertTableUUID, SetPropertiesUpdate
 
 from lakehouse.catalog import ensure_namespace, open_catalog
@@ -18,6 +19,13 @@ from lakehouse.config import CatalogConfig
 from lakehouse.sql_catalog import CachingSqlCatalog, new_metadata_cache
 
 ROWS = pa.table({"id": pa.array([1, 2, 3], pa.int64())})
+
+
+def _with_table(catalog_config: CatalogConfig) -> tuple[Catalog, Table]:
+    """This project's catalog, holding a new empty table `bronze.t`; and that table."""
+    catalog = open_catalog(catalog_config)
+    ensure_namespace(catalog, "bronze")
+    return catalog, catalog.create_table("bronze.t", schema=ROWS.schema)
 
 
 def _parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -46,9 +54,7 @@ def test_an_sql_catalog_is_opened_as_the_caching_one(catalog_config: CatalogConf
 def test_loads_and_commits_parse_each_metadata_file_once(
     catalog_config: CatalogConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    catalog = open_catalog(catalog_config)
-    ensure_namespace(catalog, "bronze")
-    catalog.create_table("bronze.t", schema=ROWS.schema)
+    catalog, _ = _with_table(catalog_config)
     parsed = _parses(monkeypatch)
 
     first = catalog.load_table("bronze.t")
@@ -64,9 +70,7 @@ def test_loads_and_commits_parse_each_metadata_file_once(
 
 
 def test_a_commit_by_another_tool_is_seen_at_the_next_load(catalog_config: CatalogConfig) -> None:
-    ours = open_catalog(catalog_config)
-    ensure_namespace(ours, "bronze")
-    ours.create_table("bronze.t", schema=ROWS.schema)
+    ours, _ = _with_table(catalog_config)
     before = ours.load_table("bronze.t")
 
     other = load_catalog(catalog_config.name, **catalog_config.properties)
@@ -82,9 +86,7 @@ def test_a_commit_by_another_tool_is_seen_at_the_next_load(catalog_config: Catal
 def test_a_load_finds_only_a_table_of_this_catalog_that_exists_now(
     catalog_config: CatalogConfig,
 ) -> None:
-    ours = open_catalog(catalog_config)
-    ensure_namespace(ours, "bronze")
-    ours.create_table("bronze.t", schema=ROWS.schema)
+    ours, _ = _with_table(catalog_config)
     neighbour = open_catalog(dataclasses.replace(catalog_config, name="neighbour"))
     ensure_namespace(neighbour, "bronze")
     neighbour.create_table("bronze.u", schema=ROWS.schema)  # same database, other catalog
@@ -101,9 +103,7 @@ def test_a_load_finds_only_a_table_of_this_catalog_that_exists_now(
 
 
 def test_the_least_recently_used_files_go_past_the_budget(catalog_config: CatalogConfig) -> None:
-    catalog = open_catalog(catalog_config)
-    ensure_namespace(catalog, "bronze")
-    metadata = catalog.create_table("bronze.t", schema=ROWS.schema).metadata  # no snapshot: 1
+    metadata = _with_table(catalog_config)[1].metadata  # no snapshot: weighs 1
     cache = new_metadata_cache(budget=2)
     cache.put("a", metadata)
     cache.put("b", metadata)
@@ -125,9 +125,7 @@ def _set(table: Any, key: str, value: str, *requirements: Any) -> Any:
 def test_a_commit_is_checked_against_the_current_metadata_not_the_callers(
     catalog_config: CatalogConfig,
 ) -> None:
-    catalog = open_catalog(catalog_config)
-    ensure_namespace(catalog, "bronze")
-    stale = catalog.create_table("bronze.t", schema=ROWS.schema)
+    catalog, stale = _with_table(catalog_config)
     catalog.load_table("bronze.t").append(ROWS)  # main now exists; `stale` has no main
 
     no_main = AssertRefSnapshotId(ref="main", snapshot_id=None)  # type: ignore[call-arg]
@@ -145,9 +143,7 @@ def test_a_commit_is_checked_against_the_current_metadata_not_the_callers(
 def test_a_commit_loses_to_a_writer_that_committed_while_it_wrote_its_metadata(
     catalog_config: CatalogConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    catalog = open_catalog(catalog_config)
-    ensure_namespace(catalog, "bronze")
-    catalog.create_table("bronze.t", schema=ROWS.schema)
+    catalog, _ = _with_table(catalog_config)
     other = load_catalog(catalog_config.name, **catalog_config.properties)
     write = CachingSqlCatalog._write_metadata
 
