@@ -1,4 +1,4 @@
-"""DuckDB sessions: private, in UTC, and reading Parquet files as they are now."""
+"""DuckDB sessions keep Parquet footers, and still read a file as it is now."""
 
 from __future__ import annotations
 
