@@ -84,8 +84,3 @@ def _set_zone(zone: str) -> str:
     """The statement setting the session `TimeZone` to the IANA zone `zone` (a rendered
     literal: `SET` takes no bound parameters)."""
     return f"SET TimeZone = {exp.Literal.string(zone).sql(dialect='duckdb')}"
-
-
-def set_timezone(con: duckdb.DuckDBPyConnection, zone: str) -> None:
-    """Set the session `TimeZone` of `con` to the IANA zone `zone`."""
-    con.execute(_set_zone(zone))

@@ -234,8 +234,7 @@ def remember_columns(files: Sequence[str], columns: Iterable[str]) -> None:
 
 def create_files_view(con: duckdb.DuckDBPyConnection, name: str, paths: Sequence[str]) -> None:
     """A view over exactly these Parquet files (for checks on what one write added)."""
-    literal_files = exp.Array(expressions=[exp.Literal.string(_local(p)) for p in paths])
-    source = exp.func("read_parquet", literal_files).sql(dialect="duckdb")
+    source = _read_parquet(tuple(paths), union=False)
     con.execute(f"CREATE OR REPLACE VIEW {quote(name)} AS SELECT * FROM {source}")
 
 

@@ -117,8 +117,9 @@ def _stored_type(dtype: DuckDBPyType) -> pa.DataType | None:
 def relation_schema(relation: duckdb.DuckDBPyRelation) -> pa.Schema:
     """The relation's rows' schema as Iceberg stores it: `storable_schema` of the Arrow
     schema they are fetched with (raises as it does). Taken from the types DuckDB bound when
-    every column has a primitive type (no query runs: 1.5 ms less for a query over large
-    Parquet files, whose footers every run reads again); from an empty fetch otherwise."""
+    every column has a primitive type (no query runs: an empty fetch binds and plans the
+    query once more, 1.5 ms for a query over a large Parquet file); from an empty fetch
+    otherwise."""
     types = [_stored_type(dtype) for dtype in relation.types]
     if any(dtype is None for dtype in types):
         return storable_schema(relation.limit(0).to_arrow_table().schema)
