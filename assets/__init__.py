@@ -1,6 +1,7 @@
 """Sluice example project: a small, deterministic e-commerce lakehouse.
 
-A seeded generator (`assets.source`) stands in for the shop's source API. From it:
+A seeded generator (`assets.source`, its order feed in `assets.order_feed`) stands in for the
+shop's source API. From it:
 
 * bronze - the raw feeds as they arrive, mostly strings: `raw_orders` (partitioned by day,
   streamed in Arrow record batches), `raw_customers` (with PII), `raw_products`;

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from assets import source
+from assets import order_feed, source
 from orchestrator import AssetContext, DailyPartitions, Retry, asset, checks
 
 OWNERS = ["data-platform@example.com"]
@@ -47,7 +47,7 @@ def raw_orders(ctx: AssetContext) -> pa.RecordBatchReader:
     first, end = ctx.partition.start.date(), ctx.partition.end.date()
     rows = source.example_rows()
     ctx.log.info("streaming %d order records a day for %s", rows, ctx.partition.key)
-    return source.orders_reader(first, end, rows)
+    return order_feed.orders_reader(first, end, rows)
 
 
 @asset(

@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 import pyarrow as pa
 import pytest
 
-from assets import source
+from assets import order_feed, source
 
 DAY = date(2024, 1, 15)
 DAYS = 4
@@ -22,7 +22,7 @@ ROWS = DAYS * ROWS_PER_DAY  # records in the fixture, for the proportions below
 
 @pytest.fixture(scope="module")
 def orders() -> pa.Table:
-    return source.orders(DAY, DAY + timedelta(days=DAYS), rows=ROWS_PER_DAY)
+    return order_feed.orders(DAY, DAY + timedelta(days=DAYS), rows=ROWS_PER_DAY)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def fingerprint(table: pa.Table) -> str:
 
 
 def test_same_seed_gives_identical_tables() -> None:
-    assert source.orders(DAY, rows=3_000).equals(source.orders(DAY, rows=3_000))
+    assert order_feed.orders(DAY, rows=3_000).equals(order_feed.orders(DAY, rows=3_000))
     assert source.customers(300).equals(source.customers(300))
     assert source.products().equals(source.products())
 
@@ -71,24 +71,25 @@ def test_same_seed_gives_identical_ipc_bytes() -> None:
             writer.write_table(table)
         return sink.getvalue().to_pybytes()
 
-    assert ipc(source.orders(DAY, rows=3_000)) == ipc(source.orders(DAY, rows=3_000))
+    assert ipc(order_feed.orders(DAY, rows=3_000)) == ipc(order_feed.orders(DAY, rows=3_000))
     assert ipc(source.customers(300)) == ipc(source.customers(300))
 
 
 def test_other_seed_gives_other_data() -> None:
-    assert not source.orders(DAY, rows=1_000, seed=1).equals(source.orders(DAY, rows=1_000, seed=2))
+    one, other = (order_feed.orders(DAY, rows=1_000, seed=seed) for seed in (1, 2))
+    assert not one.equals(other)
     assert not source.customers(100, seed=1).equals(source.customers(100, seed=2))
 
 
 def test_each_day_is_seeded_on_its_own_so_any_day_rebuilds_alone_identically() -> None:
     first, end = date(2024, 1, 1), date(2024, 1, 8)
-    month = source.orders(first, end, rows=500)
-    alone = [source.orders(day, rows=500) for day in reversed(source.days(first, end))]
+    month = order_feed.orders(first, end, rows=500)
+    alone = [order_feed.orders(day, rows=500) for day in reversed(order_feed.days(first, end))]
     assert pa.concat_tables(reversed(alone)).equals(month)
     assert not alone[0].equals(alone[1])  # days differ
     # A day far from the others comes out the same whether or not they were generated.
-    assert source.orders(date(2025, 6, 30), rows=500).equals(
-        source.orders(date(2025, 6, 29), date(2025, 7, 2), rows=500).slice(500, 500)
+    assert order_feed.orders(date(2025, 6, 30), rows=500).equals(
+        order_feed.orders(date(2025, 6, 29), date(2025, 7, 2), rows=500).slice(500, 500)
     )
 
 
@@ -96,8 +97,8 @@ def test_data_is_pinned_across_machines_and_versions() -> None:
     # Pins the default-seed output (seeded string RNG, fixed anchors, no clock). If this fails
     # after an intended change to the generator, bump GENERATOR_VERSION and update the values.
     assert source.GENERATOR_VERSION == "2"
-    assert fingerprint(source.orders(source.FIRST_DAY, rows=2_000)) == ORDERS_2000_FINGERPRINT
-    assert fingerprint(source.orders(date(2024, 3, 31), rows=500)) == ORDERS_0331_FINGERPRINT
+    assert fingerprint(order_feed.orders(source.FIRST_DAY, rows=2_000)) == ORDERS_2000_FINGERPRINT
+    assert fingerprint(order_feed.orders(date(2024, 3, 31), rows=500)) == ORDERS_0331_FINGERPRINT
     assert fingerprint(source.customers(200)) == CUSTOMERS_200_FINGERPRINT
     assert fingerprint(source.products()) == PRODUCTS_FINGERPRINT
 
@@ -133,21 +134,21 @@ def test_order_ids_grow_with_time_and_are_unique_across_days(order_rows: list[di
 
 def test_the_feed_starts_on_its_first_day_and_takes_dates_only() -> None:
     with pytest.raises(ValueError, match="2024-01-01"):
-        source.orders(date(2023, 12, 31))
+        order_feed.orders(date(2023, 12, 31))
     with pytest.raises(ValueError, match="2024-01-01"):
-        source.orders_reader(date(2023, 12, 30), date(2024, 1, 2))  # before any batch is made
+        order_feed.orders_reader(date(2023, 12, 30), date(2024, 1, 2))  # before any batch is made
     with pytest.raises(TypeError):
-        source.orders(datetime(2024, 1, 1))  # type: ignore[arg-type]
-    assert source.days(date(2024, 1, 30), date(2024, 2, 2)) == [
+        order_feed.orders(datetime(2024, 1, 1))  # type: ignore[arg-type]
+    assert order_feed.days(date(2024, 1, 30), date(2024, 2, 2)) == [
         date(2024, 1, 30),
         date(2024, 1, 31),
         date(2024, 2, 1),
     ]
-    assert source.days(DAY) == [DAY]
+    assert order_feed.days(DAY) == [DAY]
 
 
 def test_the_feed_has_no_last_day() -> None:
-    far = source.orders(date(2031, 12, 31), rows=50)
+    far = order_feed.orders(date(2031, 12, 31), rows=50)
     assert far.num_rows == 50
     assert set(far.column("order_date").to_pylist()) == {date(2031, 12, 31)}
 
@@ -156,7 +157,7 @@ def test_the_feed_has_no_last_day() -> None:
 
 
 def test_bronze_is_raw_strings_plus_the_apis_typed_fields(orders: pa.Table) -> None:
-    assert orders.schema == source.ORDERS_SCHEMA
+    assert orders.schema == order_feed.ORDERS_SCHEMA
     typed = {"order_date": pa.date32(), "ingested_at": pa.timestamp("us")}
     for field in orders.schema:
         assert field.type == typed.get(field.name, pa.string()), field.name
@@ -169,7 +170,7 @@ def test_redeliveries_are_about_two_percent_and_arrive_later(order_rows: list[di
         versions[row["order_id"]].append(row)
     redelivered = sum(len(v) - 1 for v in versions.values())
     assert 0.01 < redelivered / ROWS < 0.03
-    assert max(len(v) for v in versions.values()) <= 1 + source.MAX_REDELIVERIES
+    assert max(len(v) for v in versions.values()) <= 1 + order_feed.MAX_REDELIVERIES
 
     status_changes = 0
     for rows in versions.values():
@@ -192,7 +193,7 @@ def test_late_arrivals_are_about_three_percent(order_rows: list[dict]) -> None:
     late = sum(delay > timedelta(days=1) for delay in delays)
     assert 0.02 < late / len(delays) < 0.045
     assert max(delays) > timedelta(days=5)  # some arrive many days after their partition's day
-    assert max(delays) < timedelta(days=source.MAX_DELAY_DAYS)
+    assert max(delays) < timedelta(days=order_feed.MAX_DELAY_DAYS)
 
 
 def test_malformed_records_are_a_small_share(order_rows: list[dict]) -> None:
@@ -211,9 +212,9 @@ def test_malformed_records_are_a_small_share(order_rows: list[dict]) -> None:
 
 def test_values_come_from_fixed_sets_and_the_day(order_rows: list[dict]) -> None:
     statuses = Counter(row["status"] for row in order_rows)
-    assert {s.strip().lower() for s in statuses} == set(source.STATUSES)
-    assert sum(n for s, n in statuses.items() if s not in source.STATUSES) > 0  # casing noise
-    assert {row["channel"] for row in order_rows} == set(source.CHANNELS)
+    assert {s.strip().lower() for s in statuses} == set(order_feed.STATUSES)
+    assert sum(n for s, n in statuses.items() if s not in order_feed.STATUSES) > 0  # casing noise
+    assert {row["channel"] for row in order_rows} == set(order_feed.CHANNELS)
     placed = [ts for row in order_rows if (ts := parse_ts(row["order_ts"])) is not None]
     assert min(placed) >= datetime.combine(DAY, datetime.min.time())
     assert max(placed) < datetime.combine(DAY + timedelta(days=DAYS), datetime.min.time())
@@ -258,8 +259,8 @@ def test_products_are_a_clean_catalogue() -> None:
 def test_size_knob_sets_records_per_day(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(source.ROWS_ENV, "1234")
     assert source.example_rows() == 1234
-    assert source.orders(DAY).num_rows == 1234
-    assert source.orders(DAY, DAY + timedelta(days=3)).num_rows == 3 * 1234
+    assert order_feed.orders(DAY).num_rows == 1234
+    assert order_feed.orders(DAY, DAY + timedelta(days=3)).num_rows == 3 * 1234
     assert len(set(source.customers().column("customer_id").to_pylist())) == 12_340
     assert source.code_version().endswith("rows1234")
     monkeypatch.setenv(source.ROWS_ENV, "1_000")
@@ -277,8 +278,8 @@ def test_size_knob_defaults_and_rejects_nonsense(monkeypatch: pytest.MonkeyPatch
 
 
 def test_a_one_record_day_still_has_a_valid_order() -> None:
-    for day in source.days(DAY, DAY + timedelta(days=10)):
-        (row,) = source.orders(day, rows=1).to_pylist()
+    for day in order_feed.days(DAY, DAY + timedelta(days=10)):
+        (row,) = order_feed.orders(day, rows=1).to_pylist()
         assert row["customer_id"] and parse_ts(row["order_ts"]) and parse_amount(row["amount"])
 
 
@@ -286,12 +287,12 @@ def test_a_one_record_day_still_has_a_valid_order() -> None:
 
 
 def test_reader_streams_several_batches_with_a_stable_schema() -> None:
-    reader = source.orders_reader(DAY, DAY + timedelta(days=2), rows=2_500, batch_rows=1_000)
+    reader = order_feed.orders_reader(DAY, DAY + timedelta(days=2), rows=2_500, batch_rows=1_000)
     assert isinstance(reader, pa.RecordBatchReader)
-    assert reader.schema == source.ORDERS_SCHEMA
+    assert reader.schema == order_feed.ORDERS_SCHEMA
     batches = list(reader)
     assert [batch.num_rows for batch in batches] == [1_000, 1_000, 500] * 2
-    assert all(batch.schema == source.ORDERS_SCHEMA for batch in batches)
+    assert all(batch.schema == order_feed.ORDERS_SCHEMA for batch in batches)
     for index, batch in enumerate(batches):  # redeliveries repeat orders of their own batch
         day = DAY + timedelta(days=index // 3)
         assert set(batch.column("order_date").to_pylist()) == {day}
@@ -301,21 +302,22 @@ def test_reader_streams_several_batches_with_a_stable_schema() -> None:
 
 
 def test_batches_are_independent_and_reassemble_the_day() -> None:
-    streamed = pa.Table.from_batches(list(source.orders_reader(DAY, rows=2_500, batch_rows=1_000)))
-    direct = [source.order_batch(DAY, b, 2_500, batch_rows=1_000) for b in (2, 0, 1)]
+    reader = order_feed.orders_reader(DAY, rows=2_500, batch_rows=1_000)
+    streamed = pa.Table.from_batches(list(reader))
+    direct = [order_feed.order_batch(DAY, b, 2_500, batch_rows=1_000) for b in (2, 0, 1)]
     assert pa.Table.from_batches([direct[1], direct[2], direct[0]]).equals(streamed)
     with pytest.raises(ValueError):
-        source.order_batch(DAY, 3, 2_500, batch_rows=1_000)
+        order_feed.order_batch(DAY, 3, 2_500, batch_rows=1_000)
 
 
 def test_default_batches_hold_batch_rows() -> None:
-    sizes = [b.num_rows for b in source.order_batches(DAY, rows=source.BATCH_ROWS + 10)]
-    assert sizes == [source.BATCH_ROWS, 10]
+    sizes = [b.num_rows for b in order_feed.order_batches(DAY, rows=order_feed.BATCH_ROWS + 10)]
+    assert sizes == [order_feed.BATCH_ROWS, 10]
 
 
 def test_reader_is_lazy_so_huge_feeds_do_not_materialize() -> None:
     started = time.perf_counter()
-    reader = source.orders_reader(DAY, DAY + timedelta(days=365), rows=10**9, batch_rows=1_000)
+    reader = order_feed.orders_reader(DAY, DAY + timedelta(days=365), rows=10**9, batch_rows=1_000)
     first = reader.read_next_batch()
     assert first.num_rows == 1_000
     assert time.perf_counter() - started < 10  # one batch generated, not a billion rows
