@@ -5,7 +5,9 @@ in-memory database and every `connect()` is a cursor on it (well under a millise
 cursor gets its own attached in-memory catalog as its default (`USE`), so the views, schemas
 and tables one step creates are invisible to every other step, exactly as with a separate
 database; session settings, variables and registered Arrow tables are per cursor anyway. The
-catalog is detached once the cursor is gone (closed and unreferenced).
+catalog is detached once the cursor is gone (closed and unreferenced). Sluice's own sessions that
+need one-part names only (an audit of checks that name no table) make temporary views instead,
+which DuckDB keeps per cursor: no catalog to attach and detach.
 
 Parquet footers are kept by the database (`parquet_metadata_cache`, set globally): a step binds
 each upstream's files four or five times (its views, the asset's query, the write), and each
@@ -59,11 +61,17 @@ def _quote(name: str) -> str:
     return str(exp.to_identifier(name, quoted=True).sql(dialect="duckdb"))
 
 
-def connect(timezone: str = DEFAULT_TIMEZONE) -> duckdb.DuckDBPyConnection:
+def connect(
+    timezone: str = DEFAULT_TIMEZONE, *, own_catalog: bool = True
+) -> duckdb.DuckDBPyConnection:
     """A fresh, private DuckDB session in `timezone` (an IANA name; UTC unless told),
-    without a progress bar (logs stay clean)."""
+    without a progress bar (logs stay clean).
+
+    Without `own_catalog`, the session gets no catalog of its own: it can create temporary
+    objects only (`CREATE TEMP VIEW`, which DuckDB keeps per session, so they are as private),
+    and costs about 1 ms less to open and to drop (no catalog to attach, then detach). For
+    Sluice's own queries that need no schema-qualified names."""
     global _database
-    name = f"sluice_session_{next(_names)}"
     with _lock:
         if _database is None:
             _database = duckdb.connect()
@@ -72,10 +80,13 @@ def connect(timezone: str = DEFAULT_TIMEZONE) -> duckdb.DuckDBPyConnection:
             )
         unused = [_unused.pop() for _ in range(len(_unused))]
         con = _database.cursor()
-    weakref.finalize(con, _unused.append, name)
     # One script: each statement costs a round trip through the relation layer.
     script = [f"DETACH DATABASE IF EXISTS {_quote(old)}" for old in unused]
-    script += [f"ATTACH ':memory:' AS {_quote(name)}", f"USE {_quote(name)}", _set_zone(timezone)]
+    if own_catalog:
+        name = f"sluice_session_{next(_names)}"
+        weakref.finalize(con, _unused.append, name)
+        script += [f"ATTACH ':memory:' AS {_quote(name)}", f"USE {_quote(name)}"]
+    script.append(_set_zone(timezone))
     con.execute("; ".join(script))
     return con
 

@@ -233,9 +233,10 @@ def remember_columns(files: Sequence[str], columns: Iterable[str]) -> None:
 
 
 def create_files_view(con: duckdb.DuckDBPyConnection, name: str, paths: Sequence[str]) -> None:
-    """A view over exactly these Parquet files (for checks on what one write added)."""
+    """A temporary view (the session's own) over exactly these Parquet files (for checks on
+    what one write added)."""
     source = _read_parquet(tuple(paths), union=False)
-    con.execute(f"CREATE OR REPLACE VIEW {quote(name)} AS SELECT * FROM {source}")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {quote(name)} AS SELECT * FROM {source}")
 
 
 def create_view(

@@ -113,8 +113,12 @@ def audit_snapshot(
         return ()
     if table is None or table.snapshot_by_id(snapshot_id) is None:
         table = lh.table(identifier)
-    con = duck.connect()
-    audit_view = quote(AUDIT_VIEW)
+    references = sorted({r for c in checks for r in c.references} - {identifier})
+    # Schema-qualified views (the audited table's own name, referenced tables) need a catalog
+    # of the session's own; the audited rows' views have one-part names: temporary views.
+    named = bool(references) or any(c.kind in BY_NAME for c in checks)
+    con = duck.connect(own_catalog=named)
+    temporary = not named
     try:
 
         def partition_select(partition: RowWindow) -> str:
@@ -151,19 +155,27 @@ def audit_snapshot(
             select = partition_select(partitions[0])
         else:
             select = snapshot_select(con, table, snapshot_id, window)
-        con.execute(f"CREATE OR REPLACE VIEW {audit_view} AS {select}")
+        _point(con, AUDIT_VIEW, select, temporary=temporary)
         if any(c.kind in BY_NAME for c in checks):
             create_alias_view(con, split_identifier(identifier), (AUDIT_VIEW,))
-        for ref in sorted({r for c in checks for r in c.references} - {identifier}):
+        for ref in references:
             other = load_table(lh.catalog, ref)
             other_main = main_snapshot_id(other) if other is not None else None
             if other is not None and other_main is not None:
                 create_view(con, split_identifier(ref), other, other_main)
         if not partitions:
             return tuple(run_checks(con, AUDIT_VIEW, checks))
-        return _audit_partitions(con, checks, partitions, partition_select, batch_select, select)
+        return _audit_partitions(
+            con, checks, partitions, partition_select, batch_select, select, temporary
+        )
     finally:
         con.close()
+
+
+def _point(con: duckdb.DuckDBPyConnection, view: str, select: str, *, temporary: bool) -> None:
+    """(Re)create view `view` (a one-part name) as `select`, temporary if told."""
+    kind = "TEMP VIEW" if temporary else "VIEW"
+    con.execute(f"CREATE OR REPLACE {kind} {quote(view)} AS {select}")
 
 
 BY_NAME = frozenset({"sql", "expression", "relationships"})
@@ -184,9 +196,11 @@ def _audit_partitions(
     partition_select: Callable[[RowWindow], str],
     batch_select: Callable[[Sequence[RowWindow], str], str],
     first_select: str,
+    temporary: bool,
 ) -> tuple[CheckResult, ...]:
     """The results of `run_checks` on each partition's rows (the `this` view showing the first
     partition, as `first_select`), named `check [partition]`, in partition then check order.
+    Its views are temporary ones when `temporary` (as `this` is).
 
     Per batch of partitions, a view holds the rows of all of them, each tagged with its
     partition's position (`batch_select`); `failing_counts_by_group` counts the checks it can
@@ -206,7 +220,7 @@ def _audit_partitions(
     for offset in range(0, len(partitions), AUDIT_BATCH):
         batch = partitions[offset : offset + AUDIT_BATCH]
         stacked = batch_select(batch, group)
-        con.execute(f"CREATE OR REPLACE VIEW {quote(GROUPED_VIEW)} AS {stacked}")
+        _point(con, GROUPED_VIEW, stacked, temporary=temporary)
         counts = failing_counts_by_group(
             con, GROUPED_VIEW, checks, group_column=group, groups=len(batch)
         )
@@ -214,7 +228,7 @@ def _audit_partitions(
             known = [c[number] if c is not None else None for c in counts]
             if any(k != 0 for k in known) and partition is not shown:
                 select = first_select if partition is partitions[0] else partition_select(partition)
-                con.execute(f"CREATE OR REPLACE VIEW {quote(AUDIT_VIEW)} AS {select}")
+                _point(con, AUDIT_VIEW, select, temporary=temporary)
                 shown = partition
             results += [
                 dataclasses.replace(r, name=f"{r.name} [{partition.label}]")
@@ -251,7 +265,7 @@ def _position_sql(batch: Sequence[RowWindow], schema: Schema) -> str | None:
 def window_check(table: Table, paths: Sequence[str], window: RowWindow) -> CheckResult:
     """Every written row lies inside the window: a partition write must never touch rows of
     another partition (they would survive the next replace of that partition)."""
-    con = duck.connect()
+    con = duck.connect(own_catalog=False)
     try:
         create_files_view(con, "written", paths)
         predicate = window.sql_predicate(table.schema())

@@ -1,4 +1,5 @@
-"""DuckDB sessions keep Parquet footers, and still read a file as it is now."""
+"""DuckDB sessions: private to their owner, in their time zone, keeping Parquet footers while
+still reading a file as it is now."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from lakehouse import duck
 
@@ -40,3 +42,20 @@ def test_a_parquet_file_rewritten_in_place_is_read_anew(tmp_path: Path) -> None:
     assert con.execute(query, {"path": str(path)}).fetchall() == [(7, "a"), (8, "b")]
     assert duck.connect().execute(query, {"path": str(path)}).fetchall() == [(7, "a"), (8, "b")]
     con.close()
+
+
+def test_sessions_without_a_catalog_of_their_own_keep_their_views_to_themselves() -> None:
+    first = duck.connect(own_catalog=False)
+    second = duck.connect(own_catalog=False, timezone="Europe/Paris")
+    named = duck.connect()
+    first.execute('CREATE OR REPLACE TEMP VIEW "this" AS SELECT 1 AS x')
+    second.execute('CREATE OR REPLACE TEMP VIEW "this" AS SELECT 2 AS x')
+
+    assert first.execute('SELECT x FROM "this"').fetchall() == [(1,)]
+    assert second.execute('SELECT x FROM "this"').fetchall() == [(2,)]
+    with pytest.raises(duckdb.CatalogException):
+        named.execute('SELECT x FROM "this"')
+    assert _setting(first, "TimeZone") == "UTC"
+    assert _setting(second, "TimeZone") == "Europe/Paris"
+    for con in (first, second, named):
+        con.close()
