@@ -158,9 +158,8 @@ def run_plan(
     from orchestrator.state import StepRecord
 
     run_id = run_id or new_run_id()
-    store.mark_abandoned()
+    store.start_run(run_id, command=command, selection=selection, close_abandoned=True)
     previous = alerts.previous_statuses(project, store)  # before this run's own steps
-    store.start_run(run_id, command=command, selection=selection)
     remember(project, lh)
 
     def make_spec(step: PlannedStep, inputs: dict[str, int]) -> StepSpec:

@@ -33,6 +33,7 @@ from typing import TypeVar
 
 from sqlalchemy import (
     Connection,
+    bindparam,
     delete,
     func,
     insert,
@@ -95,6 +96,32 @@ DEFAULT_URL = "sqlite:///catalog/sluice.db"
 
 _T = TypeVar("_T")
 
+_INSERT_RUN = insert(runs_table)
+_FINISH_RUN = update(runs_table).where(runs_table.c.run_id == bindparam("key_run_id"))
+_RUNNING_ON_HOST = select(runs_table.c.run_id, runs_table.c.pid).where(
+    (runs_table.c.status == "running") & (runs_table.c.host == bindparam("key_host"))
+)
+_INSERT_STEP = insert(steps_table)
+_STEP_KEY = (
+    (steps_table.c.run_id == bindparam("key_run_id"))
+    & (steps_table.c.asset == bindparam("key_asset"))
+    & (steps_table.c.partition_key == bindparam("key_partition"))
+)
+_FIND_STEP = select(steps_table.c.id).where(_STEP_KEY)
+_UPDATE_STEP = update(steps_table).where(steps_table.c.id == bindparam("key_id"))
+_UPDATE_KNOWN_STEP = update(steps_table).where(
+    (steps_table.c.id == bindparam("key_id")) & _STEP_KEY
+)
+_DELETE_CHECKS = delete(check_results_table).where(
+    check_results_table.c.step_id == bindparam("key_id")
+)
+_INSERT_CHECKS = insert(check_results_table)
+"""Built once: a statement executed with its values as parameters is compiled once per
+process (SQLAlchemy caches it), where one built around its values is rebuilt and looked up
+at every call."""
+
+_OPEN = frozenset({"pending", "running"})
+
 _checked: set[str] = set()
 """Database URLs whose run-history tables a store of this process created or found. Only once
 they are in place does a later store skip the check: a store opened while another is still
@@ -109,6 +136,8 @@ class StateStore:
         self.url = url
         self._host = socket.gethostname()
         self._engine, self._lock, shown = open_engine(url, "run-history database")
+        self._steps: dict[tuple[str, str, str], tuple[int, bool]] = {}
+        """Open steps this store recorded: their row id, and whether it has check results."""
         if self._lock is None and url in _checked:
             return  # tables dropped since come back at first use (`_transact`)
         try:
@@ -126,8 +155,12 @@ class StateStore:
 
     # -- writes ------------------------------------------------------------------------------
 
-    def start_run(self, run_id: str, *, command: str, selection: str) -> None:
-        """Record a new run of this process as `running`, started now."""
+    def start_run(
+        self, run_id: str, *, command: str, selection: str, close_abandoned: bool = False
+    ) -> list[str]:
+        """Record a new run of this process as `running`, started now. With `close_abandoned`,
+        first close the abandoned runs as `mark_abandoned` does, in the same transaction;
+        returns their ids."""
         values = {
             "run_id": run_id,
             "command": command,
@@ -139,33 +172,28 @@ class StateStore:
             "host": self._host,
         }
 
-        def write(conn: Connection) -> None:
-            conn.execute(insert(runs_table).values(values))
+        def write(conn: Connection) -> list[str]:
+            dead = self._abandon(conn) if close_abandoned else []
+            conn.execute(_INSERT_RUN, values)
+            return dead
 
-        self._transact(write, write=True)
+        return self._transact(write, write=True)
 
     def finish_run(self, run_id: str, status: RunStatus) -> None:
         """Set the final status of a run and its finish time (a no-op for an unknown run)."""
         check_status(status, RUN_STATUSES, "run")
-        stmt = (
-            update(runs_table)
-            .where(runs_table.c.run_id == run_id)
-            .values(status=status, finished_at=utc_now())
-        )
+        values = {"status": status, "finished_at": utc_now(), "key_run_id": run_id}
 
         def write(conn: Connection) -> None:
-            conn.execute(stmt)
+            conn.execute(_FINISH_RUN, values)
 
         self._transact(write, write=True)
 
     def record_step(self, step: StepRecord) -> None:
         """Insert or replace the step `(run_id, asset, partition)`, and replace its checks."""
         check_status(step.status, STEP_STATUSES, "step")
-        key = (
-            (steps_table.c.run_id == step.run_id)
-            & (steps_table.c.asset == step.asset)
-            & (steps_table.c.partition_key == (step.partition or ""))
-        )
+        key = (step.run_id, step.asset, step.partition or "")
+        where = {"key_run_id": key[0], "key_asset": key[1], "key_partition": key[2]}
         values = {
             "run_id": step.run_id,
             "asset": step.asset,
@@ -195,23 +223,34 @@ class StateStore:
             for position, check in enumerate(step.checks)
         ]
 
-        def write(conn: Connection) -> None:
-            step_id = conn.execute(select(steps_table.c.id).where(key)).scalar_one_or_none()
+        def write(conn: Connection) -> int:
+            # A step this store recorded is updated by its id, still checked against its key.
+            known = self._steps.get(key)
+            step_id = None
+            if known is not None:
+                params = {**values, **where, "key_id": known[0]}
+                if conn.execute(_UPDATE_KNOWN_STEP, params).rowcount == 1:
+                    step_id = known[0]
+                    if known[1]:
+                        conn.execute(_DELETE_CHECKS, {"key_id": step_id})
             if step_id is None:
-                inserted = conn.execute(insert(steps_table).values(values)).inserted_primary_key
-                assert inserted is not None
-                step_id = int(inserted[0])
-            else:
-                conn.execute(update(steps_table).where(steps_table.c.id == step_id).values(values))
-                conn.execute(
-                    delete(check_results_table).where(check_results_table.c.step_id == step_id)
-                )
+                step_id = conn.execute(_FIND_STEP, where).scalar_one_or_none()
+                if step_id is None:
+                    inserted = conn.execute(_INSERT_STEP, values).inserted_primary_key
+                    assert inserted is not None
+                    step_id = int(inserted[0])
+                else:
+                    conn.execute(_UPDATE_STEP, {**values, "key_id": step_id})
+                    conn.execute(_DELETE_CHECKS, {"key_id": step_id})
             if check_rows:
-                conn.execute(
-                    insert(check_results_table), [{"step_id": step_id, **r} for r in check_rows]
-                )
+                conn.execute(_INSERT_CHECKS, [{"step_id": step_id, **r} for r in check_rows])
+            return step_id
 
-        self._transact(write, write=True)
+        step_id = self._transact(write, write=True)
+        if step.status in _OPEN:
+            self._steps[key] = (step_id, bool(check_rows))
+        else:  # kept for open steps only: a long-lived store stays small
+            self._steps.pop(key, None)
 
     def mark_abandoned(self) -> list[str]:
         """Close the `running` runs of this host whose process is gone; return their ids.
@@ -221,37 +260,32 @@ class StateStore:
         they ran (those backfills become `abandoned`, resumable by id). A reused pid keeps a
         dead run `running`: this errs on the side of never abandoning a live run.
         """
+        return self._transact(self._abandon, write=True)
 
-        def write(conn: Connection) -> list[str]:
-            rows = conn.execute(
-                select(runs_table.c.run_id, runs_table.c.pid).where(
-                    (runs_table.c.status == "running") & (runs_table.c.host == self._host)
-                )
-            ).all()
-            dead = sorted(run_id for run_id, pid in rows if not pid_alive(pid))
-            if not dead:
-                return []
-            now = utc_now()
-            conn.execute(
-                update(runs_table)
-                .where(runs_table.c.run_id.in_(dead) & (runs_table.c.status == "running"))
-                .values(status="abandoned", finished_at=now)
-            )
-            open_steps = steps_table.c.run_id.in_(dead) & steps_table.c.status.in_(
-                ("running", "pending")
-            )
-            conn.execute(
-                update(steps_table)
-                .where(open_steps & steps_table.c.finished_at.is_(None))
-                .values(finished_at=now)
-            )
-            conn.execute(
-                update(steps_table).where(open_steps).values(status="failed", error=ABANDONED_ERROR)
-            )
-            state_backfills.abandon(conn, dead)
-            return dead
-
-        return self._transact(write, write=True)
+    def _abandon(self, conn: Connection) -> list[str]:
+        rows = conn.execute(_RUNNING_ON_HOST, {"key_host": self._host}).all()
+        dead = sorted(run_id for run_id, pid in rows if not pid_alive(pid))
+        if not dead:
+            return []
+        now = utc_now()
+        conn.execute(
+            update(runs_table)
+            .where(runs_table.c.run_id.in_(dead) & (runs_table.c.status == "running"))
+            .values(status="abandoned", finished_at=now)
+        )
+        open_steps = steps_table.c.run_id.in_(dead) & steps_table.c.status.in_(
+            ("running", "pending")
+        )
+        conn.execute(
+            update(steps_table)
+            .where(open_steps & steps_table.c.finished_at.is_(None))
+            .values(finished_at=now)
+        )
+        conn.execute(
+            update(steps_table).where(open_steps).values(status="failed", error=ABANDONED_ERROR)
+        )
+        state_backfills.abandon(conn, dead)
+        return dead
 
     # -- reads -------------------------------------------------------------------------------
 

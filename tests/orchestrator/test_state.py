@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -197,19 +198,23 @@ def test_latest_steps_picks_most_recent_run_per_asset(store: StateStore) -> None
     assert latest[("a.y", "p1")].snapshot_id == 1
 
 
-def test_mark_abandoned_only_marks_dead_processes(db_path: Path, store: StateStore) -> None:
+def _start_run_in_a_process_that_exits(db_path: Path, run_id: str) -> None:
     script = (
-        "import sys; from orchestrator.state import StateStore; "
-        "s = StateStore(sys.argv[1]); s.start_run('dead', command='run', selection='*'); s.close()"
+        "import sys; from orchestrator.state import StateStore; s = StateStore(sys.argv[1]); "
+        "s.start_run(sys.argv[2], command='run', selection='*'); s.close()"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), *sys.path])}
     subprocess.run(
-        [sys.executable, "-c", script, _url(db_path)],
+        [sys.executable, "-c", script, _url(db_path), run_id],
         check=True,
         cwd=REPO_ROOT,
         env=env,
         timeout=30,
     )
+
+
+def test_mark_abandoned_only_marks_dead_processes(db_path: Path, store: StateStore) -> None:
+    _start_run_in_a_process_that_exits(db_path, "dead")
     store.record_step(_step("dead", "a.running", status="running"))
     store.record_step(_step("dead", "a.pending", status="pending"))
     store.record_step(_step("dead", "a.done", status="published"))
@@ -236,6 +241,46 @@ def test_mark_abandoned_only_marks_dead_processes(db_path: Path, store: StateSto
     assert alive is not None
     assert alive[0].status == "running"
     assert alive[1][0].status == "running"
+
+
+def test_starting_a_run_can_close_the_abandoned_ones_in_the_same_transaction(
+    db_path: Path, store: StateStore
+) -> None:
+    _start_run_in_a_process_that_exits(db_path, "dead")
+    store.record_step(_step("dead", "a.running", status="running"))
+
+    closed = store.start_run("new", command="run", selection="*", close_abandoned=True)
+
+    assert closed == ["dead"]
+    assert store.start_run("newer", command="run", selection="*", close_abandoned=True) == []
+    dead, new = store.run("dead"), store.run("new")
+    assert dead is not None and new is not None
+    assert dead[0].status == "abandoned"
+    assert [(s.asset, s.status, s.error) for s in dead[1]] == [
+        ("a.running", "failed", ABANDONED_ERROR)
+    ]
+    assert new[0].status == "running"
+
+
+def test_a_step_whose_row_went_meanwhile_is_recorded_by_its_key_not_over_another(
+    db_path: Path, store: StateStore
+) -> None:
+    store.start_run("r1", command="run", selection="*")
+    store.record_step(_step("r1", "a.first", status="running"))
+    with sqlite3.connect(db_path) as con:  # history pruned by hand, say
+        con.execute("DELETE FROM steps")
+    store.record_step(_step("r1", "a.second", status="running"))  # may get the freed row id
+    check = CheckRecord(name="c", kind="sql", severity="error", passed=True)
+
+    store.record_step(_step("r1", "a.first", status="published", checks=[check]))
+
+    found = store.run("r1")
+    assert found is not None
+    steps = {s.asset: s for s in found[1]}
+    assert steps["a.second"].status == "running"
+    assert steps["a.second"].checks == []
+    assert steps["a.first"].status == "published"
+    assert steps["a.first"].checks == [check]
 
 
 def test_deleting_the_database_loses_only_history(db_path: Path) -> None:
