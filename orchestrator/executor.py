@@ -7,7 +7,8 @@ so a step recorded as running is running, and a worker that dies takes down only
 was running.
 
 `[executor] kind` picks the pool: `threads` (the default: one process; DuckDB and Arrow release
-the GIL, the Python around them does not) or `processes` (worker processes forked from this one,
+the GIL, the Python around them does not; the process keeps a few idle step threads for its next
+runs) or `processes` (worker processes forked from this one,
 which already holds the loaded project; Python code of two steps runs truly in parallel, at
 the cost of a fork per worker and a catalog connection each).
 """
@@ -15,6 +16,8 @@ the cost of a fork per worker and a catalog connection each).
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import (
     FIRST_COMPLETED,
@@ -46,21 +49,69 @@ class Executor(Protocol):
     def shutdown(self) -> None: ...
 
 
+KEPT_THREADS = 8
+"""Step threads a process keeps between runs, idle. A new thread starts with cold memory (its
+first allocations fault in fresh pages: about 1 ms more for a small step), so a long-lived
+process (the scheduler, a notebook) reuses the threads of its earlier runs."""
+_kept_lock = threading.Lock()
+_kept: list[ThreadPoolExecutor] = []
+
+
+def _lease(count: int) -> list[ThreadPoolExecutor]:
+    """`count` one-thread pools for one executor alone: kept ones first, then new ones."""
+    with _kept_lock:
+        leased = [_kept.pop() for _ in range(min(count, len(_kept)))]
+    new = count - len(leased)
+    return leased + [ThreadPoolExecutor(1, thread_name_prefix="sluice-step") for _ in range(new)]
+
+
+def _give_back(pools: list[ThreadPoolExecutor]) -> None:
+    with _kept_lock:
+        room = max(0, KEPT_THREADS - len(_kept))
+        _kept.extend(pools[:room])
+    for pool in pools[room:]:
+        pool.shutdown(wait=False)
+
+
+def _forget_kept_threads() -> None:
+    """A forked child has none of its parent's threads: their pools are not to be used."""
+    global _kept_lock
+    _kept_lock = threading.Lock()
+    _kept.clear()
+
+
+os.register_at_fork(after_in_child=_forget_kept_threads)
+
+
+def _free_slot(running: list[Future[StepOutcome] | None], capacity: int) -> int:
+    free = [i for i, f in enumerate(running) if f is None or f.done()]
+    if not free:
+        raise RuntimeError(f"all {capacity} workers are busy")
+    return free[0]
+
+
 class ThreadExecutor:
-    """Steps on a thread pool of this process (DuckDB and Arrow release the GIL)."""
+    """Steps on threads of this process (DuckDB and Arrow release the GIL), each thread this
+    executor's alone while it runs; threads are kept for later runs (`KEPT_THREADS`)."""
 
     def __init__(
         self, max_workers: int, step: Callable[[StepSpec], StepOutcome] = run_step
     ) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="sluice-step")
+        self._threads = _lease(max_workers)
+        self._running: list[Future[StepOutcome] | None] = [None] * max_workers
         self._step = step
         self.capacity = max_workers
 
     def submit(self, spec: StepSpec) -> Future[StepOutcome]:
-        return self._pool.submit(self._step, spec)
+        slot = _free_slot(self._running, self.capacity)
+        future = self._threads[slot].submit(self._step, spec)
+        self._running[slot] = future
+        return future
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Wait for the running steps (nothing else is queued), then give the threads back."""
+        wait([f for f in self._running if f is not None])
+        _give_back(self._threads)
 
 
 class ProcessExecutor:
@@ -96,10 +147,7 @@ class ProcessExecutor:
             worker.shutdown(wait=True, cancel_futures=True)
 
     def submit(self, spec: StepSpec) -> Future[StepOutcome]:
-        free = [i for i, f in enumerate(self._running) if f is None or f.done()]
-        if not free:
-            raise RuntimeError(f"all {self.capacity} workers are busy")
-        slot = free[0]
+        slot = _free_slot(self._running, self.capacity)
         try:
             inner = self._worker(slot).submit(self._step, spec)
         except BrokenProcessPool:

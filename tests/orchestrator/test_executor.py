@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
@@ -292,3 +293,63 @@ def test_every_step_gets_exactly_one_result(
         if runs and planned.asset not in fail | raise_on:
             published.add(planned.asset)
     assert {key for key, r in results.items() if status_of(r) == "published"} == published
+
+
+class OnThreads:
+    """A step function recording the threads it runs on; each call waits at `gate` if set."""
+
+    def __init__(self, gate: threading.Barrier | None = None) -> None:
+        self.gate = gate
+        self.seen: set[int] = set()
+
+    def __call__(self, spec: StepSpec) -> StepOutcome:
+        self.seen.add(threading.get_ident())
+        if self.gate is not None:
+            self.gate.wait(timeout=10)
+        return outcome(spec, "published", 1)
+
+
+def _run_steps(executor: ThreadExecutor, steps: int) -> None:
+    """Submit `steps` steps, `capacity` at a time, and wait for them."""
+    for _ in range(steps // executor.capacity):
+        futures = [executor.submit(make_spec(step(f"s{i}"), {})) for i in range(executor.capacity)]
+        assert all(f.result(timeout=10).status == "published" for f in futures)
+
+
+def test_later_runs_reuse_step_threads_and_runs_at_once_never_share_one() -> None:
+    gate = threading.Barrier(4)  # all four steps of the two runs wait for each other
+    steps = [OnThreads(gate), OnThreads(gate)]
+    runs = [ThreadExecutor(2, steps[0]), ThreadExecutor(2, steps[1])]  # at once (a scheduler)
+    drivers = [threading.Thread(target=_run_steps, args=(e, 2)) for e in runs]
+    for driver in drivers:
+        driver.start()
+    for driver in drivers:
+        driver.join(timeout=20)
+    for executor in runs:
+        executor.shutdown()
+    assert len(steps[0].seen) == len(steps[1].seen) == 2
+    assert not steps[0].seen & steps[1].seen
+
+    later = OnThreads(threading.Barrier(2))
+    executor = ThreadExecutor(2, later)
+    _run_steps(executor, 2)
+    executor.shutdown()
+    assert len(later.seen) == 2 and later.seen <= steps[0].seen | steps[1].seen
+
+
+def test_a_forked_process_runs_steps_on_threads_of_its_own() -> None:
+    warm = ThreadExecutor(2, OnThreads())
+    _run_steps(warm, 2)
+    warm.shutdown()  # the parent now keeps idle threads, which a fork does not copy
+
+    def child() -> None:
+        executor = ThreadExecutor(2, OnThreads())
+        _run_steps(executor, 4)
+        executor.shutdown()
+
+    process = multiprocessing.get_context("fork").Process(target=child)
+    process.start()
+    process.join(timeout=30)
+    if process.is_alive():
+        process.kill()
+    assert process.exitcode == 0
