@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -140,7 +141,35 @@ def test_a_commit_is_checked_against_the_current_metadata_not_the_callers(
     assert other.load_table("bronze.t").metadata_location == now.metadata_location
 
 
-def test_a_commit_loses_to_a_writer_that_committed_while_it_wrote_its_metadata(
+def _unreferenced_metadata(table: Table) -> set[str]:
+    """Metadata files in the table's folder that neither its current metadata nor its log
+    name: files a failed commit left behind."""
+    folder = Path(table.location().removeprefix("file://")) / "metadata"
+    named = {table.metadata_location, *(e.metadata_file for e in table.metadata.metadata_log)}
+    return {
+        path.as_uri()
+        for path in folder.glob("*.metadata.json")
+        if path.as_uri() not in named and str(path) not in named
+    }
+
+
+def test_a_commit_applies_on_top_of_a_writer_that_committed_since_its_table_was_loaded(
+    catalog_config: CatalogConfig,
+) -> None:
+    catalog, _ = _with_table(catalog_config)
+    other = load_catalog(catalog_config.name, **catalog_config.properties)
+    mine = catalog.load_table("bronze.t")
+    other.load_table("bronze.t").append(ROWS)
+
+    _set(mine, "k", "v")
+
+    now = other.load_table("bronze.t")
+    assert now.properties["k"] == "v"
+    assert now.scan().to_arrow().num_rows == 3
+    assert _unreferenced_metadata(now) == set()
+
+
+def test_a_commit_loses_to_a_writer_that_commits_while_it_writes_its_metadata(
     catalog_config: CatalogConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     catalog, _ = _with_table(catalog_config)
@@ -149,14 +178,16 @@ def test_a_commit_loses_to_a_writer_that_committed_while_it_wrote_its_metadata(
 
     def racing(metadata: Any, io: Any, metadata_path: str) -> None:
         write(metadata, io, metadata_path)
-        monkeypatch.setattr(CachingSqlCatalog, "_write_metadata", staticmethod(write))
-        other.load_table("bronze.t").append(ROWS)  # between our read and our swap
+        other.load_table("bronze.t").append(ROWS)  # between each read and swap of ours
 
     monkeypatch.setattr(CachingSqlCatalog, "_write_metadata", staticmethod(racing))
     with pytest.raises(CommitFailedException, match="updated by another process"):
         _set(catalog.load_table("bronze.t"), "k", "v")
+    monkeypatch.setattr(CachingSqlCatalog, "_write_metadata", staticmethod(write))
 
     now = other.load_table("bronze.t")
     assert "k" not in now.properties
-    assert now.scan().to_arrow().num_rows == 3
+    # It tried twice, on the table it had, then on the one it found: both were raced.
+    assert now.scan().to_arrow().num_rows == 6
     assert catalog.load_table("bronze.t").metadata_location == now.metadata_location
+    assert _unreferenced_metadata(now) == set()
