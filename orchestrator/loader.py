@@ -9,7 +9,8 @@ Loading stays cheap for large projects and for every `sluice plan`: Python code 
 remembered per source file content in `catalog/cache/` (see `orchestrator.code_versions`), and
 what parsing SQL yields (SQL assets, SQL checks) per SQL text (see `orchestrator.sql_assets`),
 so sqlglot is needed only for SQL not seen before; modules a project does not use (schedules)
-are not imported.
+are not imported. A process that loads a project again reuses its earlier load while the files
+under `assets/` are unchanged (`orchestrator.loaded_projects`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lakehouse.errors import SluiceError
+from orchestrator import loaded_projects
 from orchestrator.assets import Asset
 from orchestrator.code_versions import remembered_versions
 from orchestrator.config import CATALOG_DIR, ProjectConfig, load_config
@@ -62,8 +64,9 @@ def _install_package(assets_dir: Path) -> None:
     """Make `assets` this project's package, freshly imported, whatever else is on `sys.path`.
 
     Bound to `assets_dir` explicitly, so another `assets` package earlier on the path (or a
-    previously loaded project) can never shadow it; every load re-imports, so a long-lived
-    process (tests, the scheduler) always sees the code as it is on disk now.
+    previously loaded project) can never shadow it; every load that is not a reuse of an earlier
+    one (`orchestrator.loaded_projects`) re-imports, so a long-lived process (tests, the
+    scheduler) always sees the code as it is on disk now.
     """
     for name in [n for n in sys.modules if n == PACKAGE or n.startswith(PACKAGE + ".")]:
         del sys.modules[name]
@@ -153,13 +156,20 @@ def discover_python_assets(root: Path, schedules: list[Schedule] | None = None) 
 
 
 def load_project(root: Path) -> Project:
-    """Load and validate the project at `root`; raises `SluiceError` on any definition problem."""
+    """Load and validate the project at `root`; raises `SluiceError` on any definition problem.
+
+    A process that loaded the project already reuses what it found while the files under
+    `assets/` are unchanged (`orchestrator.loaded_projects`); `sluice.toml` is read anew."""
     root = root.resolve()
     config = load_config(root)
     if not (root / ASSETS_DIR).is_dir():
         raise DefinitionError(
             f"no {ASSETS_DIR}/ folder in {root}: run `sluice init` or pass --project DIR"
         )
+    started, files = loaded_projects.now_ns(), loaded_projects.stamp(root / ASSETS_DIR)
+    kept = loaded_projects.reusable(root, files, PACKAGE)
+    if kept is not None:
+        return Project(root=root, config=config, graph=kept.graph, schedules=kept.schedules)
     schedules: list[Schedule] = []
     cache = cache_dir(root)
     with remembered_sql(cache / SQL_CACHE):
@@ -173,6 +183,10 @@ def load_project(root: Path) -> Project:
         found = validate_schedules(schedules, graph)
     else:
         found = ()
+    if files is not None:
+        package = sys.modules.get(PACKAGE)
+        loaded = loaded_projects.Loaded(files, started, package, graph, found)
+        loaded_projects.remember(root, loaded)
     return Project(root=root, config=config, graph=graph, schedules=found)
 
 
