@@ -230,8 +230,8 @@ class CachingSqlCatalog(SqlCatalog):
             if last:
                 raise
             return None
-        if staged.metadata == base.metadata:
-            return _response(base.metadata, base.metadata_location)
+        if staged.metadata == base.metadata:  # nothing to swap: only a current `base` proves it
+            return _response(base.metadata, base.metadata_location) if last else None
         self._write_metadata(staged.metadata, staged.io, staged.metadata_location)
         swap = {
             "namespace": namespace,

@@ -8,9 +8,9 @@ was running.
 
 `[executor] kind` picks the pool: `threads` (the default: one process; DuckDB and Arrow release
 the GIL, the Python around them does not; the process keeps a few idle step threads for its next
-runs) or `processes` (worker processes forked from this one,
-which already holds the loaded project; Python code of two steps runs truly in parallel, at
-the cost of a fork per worker and a catalog connection each).
+runs) or `processes` (worker processes forked from this one, which already holds the loaded
+project; Python code of two steps runs truly in parallel, at the cost of a fork per worker and
+a catalog connection each).
 """
 
 from __future__ import annotations

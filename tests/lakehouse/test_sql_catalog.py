@@ -141,6 +141,17 @@ def test_a_commit_is_checked_against_the_current_metadata_not_the_callers(
     assert other.load_table("bronze.t").metadata_location == now.metadata_location
 
 
+def test_a_commit_that_changes_nothing_is_still_checked_against_the_current_metadata(
+    catalog_config: CatalogConfig,
+) -> None:
+    catalog, stale = _with_table(catalog_config)  # no main
+    catalog.load_table("bronze.t").append(ROWS)
+
+    no_main = AssertRefSnapshotId(ref="main", snapshot_id=None)  # type: ignore[call-arg]
+    with pytest.raises(CommitFailedException, match="main"):
+        catalog.commit_table(stale, (no_main,), ())  # requirements only: nothing to swap
+
+
 def _unreferenced_metadata(table: Table) -> set[str]:
     """Metadata files in the table's folder that neither its current metadata nor its log
     name: files a failed commit left behind."""
