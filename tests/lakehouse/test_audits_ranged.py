@@ -12,13 +12,13 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 import pytest
 
-from lakehouse import audits
-from lakehouse import wap as wap_module
+from lakehouse import audits, snapshot_audits
 from lakehouse.audits import Check, CheckResult
 from lakehouse.branches import Lakehouse
 from lakehouse.provenance import Provenance
 from lakehouse.reads import snapshot_files
-from lakehouse.wap import WapResult, audit_snapshot, write_audit_publish
+from lakehouse.snapshot_audits import audit_snapshot
+from lakehouse.wap import WapResult, write_audit_publish
 from lakehouse.windows import RowWindow
 
 UTC = ZoneInfo("UTC")
@@ -120,7 +120,7 @@ def same(results: Sequence[CheckResult]) -> list[CheckResult]:
 def test_ranged_audit_equals_auditing_each_partition_alone(
     lh: Lakehouse, monkeypatch: pytest.MonkeyPatch, batch: int
 ) -> None:
-    monkeypatch.setattr(wap_module, "AUDIT_BATCH", batch)
+    monkeypatch.setattr(snapshot_audits, "AUDIT_BATCH", batch)
     result = ranged_write(lh, CHECKS)
     expected = one_by_one(lh, result.snapshot_id, CHECKS)
 

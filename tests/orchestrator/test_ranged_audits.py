@@ -7,7 +7,7 @@ import pytest
 from conftest import ProjectDir
 from partition_shop import publishes, set_knobs, table_rows
 
-from lakehouse import wap
+from lakehouse import snapshot_audits
 from lakehouse.catalog import open_catalog
 from lakehouse.provenance import published_history
 from orchestrator.backfill import BackfillRequest, run_backfill
@@ -113,7 +113,7 @@ def test_a_failing_partition_in_a_later_audit_batch_is_named_with_its_samples(
     daily: ProjectDir, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Checks are counted for a few partitions at a time: the failure is in the third batch.
-    monkeypatch.setattr(wap, "AUDIT_BATCH", 2)
+    monkeypatch.setattr(snapshot_audits, "AUDIT_BATCH", 2)
     days = [f"2024-01-0{d}" for d in range(1, 8)]
     set_knobs(daily.root, dup_days=[days[5]])
     step = _step(daily, days[0], days[-1])
