@@ -108,10 +108,7 @@ _STEP_KEY = (
     & (steps_table.c.partition_key == bindparam("key_partition"))
 )
 _FIND_STEP = select(steps_table.c.id).where(_STEP_KEY)
-_UPDATE_STEP = update(steps_table).where(steps_table.c.id == bindparam("key_id"))
-_UPDATE_KNOWN_STEP = update(steps_table).where(
-    (steps_table.c.id == bindparam("key_id")) & _STEP_KEY
-)
+_UPDATE_STEP = update(steps_table).where((steps_table.c.id == bindparam("key_id")) & _STEP_KEY)
 _DELETE_CHECKS = delete(check_results_table).where(
     check_results_table.c.step_id == bindparam("key_id")
 )
@@ -223,25 +220,25 @@ class StateStore:
             for position, check in enumerate(step.checks)
         ]
 
+        def update(conn: Connection, step_id: int) -> bool:
+            params = {**values, **where, "key_id": step_id}
+            return bool(conn.execute(_UPDATE_STEP, params).rowcount == 1)
+
         def write(conn: Connection) -> int:
-            # A step this store recorded is updated by its id, still checked against its key.
+            # A step this store recorded is updated by its id (still checked against its key)
+            # without a lookup, and its check results are deleted only if it had some.
             known = self._steps.get(key)
-            step_id = None
-            if known is not None:
-                params = {**values, **where, "key_id": known[0]}
-                if conn.execute(_UPDATE_KNOWN_STEP, params).rowcount == 1:
-                    step_id = known[0]
-                    if known[1]:
-                        conn.execute(_DELETE_CHECKS, {"key_id": step_id})
-            if step_id is None:
-                step_id = conn.execute(_FIND_STEP, where).scalar_one_or_none()
-                if step_id is None:
-                    inserted = conn.execute(_INSERT_STEP, values).inserted_primary_key
-                    assert inserted is not None
-                    step_id = int(inserted[0])
-                else:
-                    conn.execute(_UPDATE_STEP, {**values, "key_id": step_id})
-                    conn.execute(_DELETE_CHECKS, {"key_id": step_id})
+            if known is not None and update(conn, known[0]):
+                step_id, had_checks = known
+            elif (found := conn.execute(_FIND_STEP, where).scalar_one_or_none()) is not None:
+                step_id, had_checks = int(found), True
+                update(conn, step_id)
+            else:
+                inserted = conn.execute(_INSERT_STEP, values).inserted_primary_key
+                assert inserted is not None
+                step_id, had_checks = int(inserted[0]), False
+            if had_checks:
+                conn.execute(_DELETE_CHECKS, {"key_id": step_id})
             if check_rows:
                 conn.execute(_INSERT_CHECKS, [{"step_id": step_id, **r} for r in check_rows])
             return step_id
