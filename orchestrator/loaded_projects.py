@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -42,6 +41,7 @@ class Loaded:
 
     stamp: Stamp
     started_ns: int
+    """When the load started, on the wall clock that file modification times use."""
     package: ModuleType | None
     graph: AssetGraph
     schedules: tuple[Schedule, ...]
@@ -83,8 +83,3 @@ def reusable(root: Path, current: Stamp | None, package_name: str) -> Loaded | N
 
 def remember(root: Path, loaded: Loaded) -> None:
     _loaded[root] = loaded
-
-
-def now_ns() -> int:
-    """The wall clock as file modification times use it."""
-    return time.time_ns()

@@ -19,6 +19,7 @@ import importlib
 import importlib.machinery
 import importlib.util
 import sys
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,7 +167,7 @@ def load_project(root: Path) -> Project:
         raise DefinitionError(
             f"no {ASSETS_DIR}/ folder in {root}: run `sluice init` or pass --project DIR"
         )
-    started, files = loaded_projects.now_ns(), loaded_projects.stamp(root / ASSETS_DIR)
+    started, files = time.time_ns(), loaded_projects.stamp(root / ASSETS_DIR)
     kept = loaded_projects.reusable(root, files, PACKAGE)
     if kept is not None:
         return Project(root=root, config=config, graph=kept.graph, schedules=kept.schedules)
