@@ -17,7 +17,8 @@ disproves: then it goes pyiceberg's way), so a commit does not ask which file is
 A commit applies its updates to the current metadata as pyiceberg does, without pyiceberg's deep
 copy of the result (see `_updated`). The catalog's pooled connections follow a database file
 replaced since they were opened (`lakehouse.sqlite_files`): `lakehouse.catalog` keeps a catalog
-for the life of the process.
+for the life of the process. An SQLite catalog's journal is WAL (`journal_in_wal`): a commit
+does not wait for the disk (two commits per cycle, 0.7-0.8 ms each with the default journal).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from pyiceberg.utils.datetime import datetime_to_millis
 from sqlalchemy import Select, Update, bindparam, select, update
 
 from lakehouse.lru import LruCache
-from lakehouse.sqlite_files import follow_replaced_file
+from lakehouse.sqlite_files import follow_replaced_file, journal_in_wal
 
 BUDGET = 4096
 """What the kept metadata may weigh, counted in snapshots (each file weighs one more than the
@@ -107,6 +108,8 @@ class CachingSqlCatalog(SqlCatalog):
     def __init__(self, name: str, **properties: str) -> None:
         super().__init__(name, **properties)
         follow_replaced_file(self.engine)  # the catalog is kept (see `lakehouse.catalog`)
+        journal_in_wal(self.engine)
+        self.engine.dispose()  # the connection pyiceberg opened has the default journal
         self._location_query = self._location_select()
         self._swap_statement = self._swap()
 

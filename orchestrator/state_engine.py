@@ -28,7 +28,7 @@ from sqlalchemy.pool import StaticPool
 
 from lakehouse.errors import ConfigError
 from lakehouse.lru import LruCache
-from lakehouse.sqlite_files import follow_replaced_file
+from lakehouse.sqlite_files import follow_replaced_file, journal_in_wal
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 READ_ONLY = "sluice_read_only"
@@ -97,7 +97,7 @@ def _build_engine(url: str, what: str) -> tuple[Engine, threading.Lock | None, s
         else:
             _make_folder(database)
             engine = create_engine(parsed, connect_args=connect_args)
-        _install_sqlite_transactions(engine, wal=not in_memory)
+        _install_sqlite_transactions(engine)
         return engine, lock, shown
     except (ArgumentError, NoSuchModuleError, ImportError, ValueError, OSError) as exc:
         raise ConfigError(f"cannot use {what} URL {shown!r}: {exc}") from exc
@@ -109,7 +109,7 @@ def _make_folder(database: str) -> None:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
-def _install_sqlite_transactions(engine: Engine, *, wal: bool) -> None:
+def _install_sqlite_transactions(engine: Engine) -> None:
     """Let SQLAlchemy, not pysqlite, emit BEGIN: IMMEDIATE for writes, deferred for reads.
 
     pysqlite's own deferred BEGIN makes a writer that first reads fail at once with
@@ -120,15 +120,8 @@ def _install_sqlite_transactions(engine: Engine, *, wal: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
-        if wal:
-            cursor = dbapi_connection.cursor()
-            try:
-                cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute("PRAGMA synchronous=NORMAL")
-            except Exception:
-                pass  # WAL is an optimisation, never a requirement (e.g. on a network drive)
-            finally:
-                cursor.close()
+
+    journal_in_wal(engine)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -202,3 +203,20 @@ def test_a_commit_loses_to_a_writer_that_commits_while_it_writes_its_metadata(
     assert now.scan().to_arrow().num_rows == 6
     assert catalog.load_table("bronze.t").metadata_location == now.metadata_location
     assert _unreferenced_metadata(now) == set()
+
+
+def test_tables_load_while_another_writer_holds_a_write_transaction_on_the_catalog(
+    catalog_config: CatalogConfig,
+) -> None:
+    catalog, table = _with_table(catalog_config)
+    table.append(ROWS)
+    database = catalog_config.properties["uri"].removeprefix("sqlite:///")
+    writer = sqlite3.connect(database, timeout=0, isolation_level=None)
+    try:
+        writer.execute("BEGIN EXCLUSIVE")  # with a rollback journal, this locks readers out
+        writer.execute("UPDATE iceberg_tables SET previous_metadata_location = NULL")
+        assert catalog.load_table("bronze.t").scan().to_arrow().num_rows == len(ROWS)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert catalog.load_table("bronze.t").metadata_location == table.metadata_location
