@@ -9,12 +9,21 @@ such an overwrite. `lakehouse.branches` commits what `replace_all` stages.
 from __future__ import annotations
 
 from pyiceberg.io import FileIO
-from pyiceberg.manifest import DataFile, ManifestEntry, ManifestEntryStatus, ManifestFile
-from pyiceberg.table import Table, TableProperties, Transaction, _parquet_files_to_data_files
+from pyiceberg.manifest import (
+    DataFile,
+    ManifestEntry,
+    ManifestEntryStatus,
+    ManifestFile,
+    ManifestWriter,
+)
+from pyiceberg.partitioning import PartitionSpec
+from pyiceberg.table import Table, TableProperties, Transaction
 from pyiceberg.table.snapshots import Operation
 from pyiceberg.table.update.snapshot import _OverwriteFiles
 
+from lakehouse.data_files import describe_files
 from lakehouse.lru import LruCache
+from lakehouse.manifest_writers import manifest_writer
 
 KEPT_ENTRIES = 10_000
 """How many live manifest entries (a data file's path and statistics each) are kept in all."""
@@ -106,6 +115,17 @@ class _ReplaceAll(_OverwriteFiles):
     def _existing_manifests(self) -> list[ManifestFile]:
         return []  # nothing of the branch head survives
 
+    def new_manifest_writer(self, spec: PartitionSpec) -> ManifestWriter:
+        metadata = self._transaction.table_metadata
+        return manifest_writer(
+            metadata,
+            spec,
+            self.schema(),
+            self.new_manifest_output(),
+            self._snapshot_id,
+            self._compression,
+        )
+
     def _manifests(self) -> list[ManifestFile]:
         """One manifest holding the added files and the replaced ones as deleted entries (a
         manifest may mix them), written on this thread; pyiceberg writes one of each, on two
@@ -154,21 +174,14 @@ def replace_all(
     """Stage one overwrite snapshot on `branch`: the `replaced` entries out, `paths` in; returns
     the data files added.
 
-    The files are described as `add_files` describes them (same name mapping, footers read by
-    the same pyiceberg helper, in parallel when there are several)."""
+    The files are described as `add_files` describes them (same name mapping, same statistics:
+    `lakehouse.data_files`)."""
     metadata = tx.table_metadata
     if metadata.name_mapping() is None:  # as `add_files` does: the files carry no field ids
         mapping = metadata.schema().name_mapping.model_dump_json()
         tx.set_properties({TableProperties.DEFAULT_NAME_MAPPING: mapping})
         metadata = tx.table_metadata
-    if len(paths) == 1:  # no round trip through pyiceberg's thread pool
-        from pyiceberg.io.pyarrow import parquet_file_to_data_file  # as pyiceberg: lazily
-
-        added = [parquet_file_to_data_file(io, metadata, paths[0])]
-    else:
-        added = list(
-            _parquet_files_to_data_files(table_metadata=metadata, file_paths=list(paths), io=io)
-        )
+    added = describe_files(io, metadata, paths)
     with _ReplaceAll(tx, io, branch, properties, replaced) as overwrite:
         for data_file in added:
             overwrite.append_data_file(data_file)
