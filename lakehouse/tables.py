@@ -23,6 +23,7 @@ from pyiceberg.types import IcebergType, NestedField
 
 from lakehouse.catalog import ensure_namespace
 from lakehouse.errors import SchemaChangeError, UnsupportedTypeError
+from lakehouse.lru import LruCache
 
 INITIAL_PROPERTY = "sluice.initial"
 TABLE_PROPERTIES = {
@@ -116,8 +117,24 @@ def cast_batch(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(columns, schema=target)
 
 
+_arrow_schemas: LruCache[pa.Schema] = LruCache(256)
+_unchanged: LruCache[bool] = LruCache(256)
+"""By table uuid and schema id (Iceberg never gives a schema id of a table to another schema):
+a table schema's Arrow form, and the results it was found to take as they are. Converting
+schemas both ways is most of planning an evolution (0.4 ms a write of a small table)."""
+
+
+def _schema_key(table: Table) -> tuple[str, int]:
+    return str(table.metadata.table_uuid), table.metadata.current_schema_id
+
+
 def _table_arrow_schema(table: Table) -> pa.Schema:
-    return storable_schema(schema_to_pyarrow(table.schema(), include_field_ids=False))
+    key = _schema_key(table)
+    found = _arrow_schemas.get(key)
+    if found is None:
+        found = storable_schema(schema_to_pyarrow(table.schema(), include_field_ids=False))
+        _arrow_schemas.put(key, found)
+    return found
 
 
 def _promotable(narrow: IcebergType, wide: IcebergType) -> bool:
@@ -130,6 +147,16 @@ def _promotable(narrow: IcebergType, wide: IcebergType) -> bool:
 
 def plan_evolution(identifier: str, current: Table, new: pa.Schema) -> bool:
     """Whether writing `new` into `current` needs a schema update; raises if it would lose data."""
+    key = (*_schema_key(current), new)
+    if _unchanged.get(key):
+        return False
+    changes = _evolution(identifier, current, new)
+    if not changes:
+        _unchanged.put(key, True)
+    return changes
+
+
+def _evolution(identifier: str, current: Table, new: pa.Schema) -> bool:
     old_arrow = _table_arrow_schema(current)
     # Fields converted without ids all share id -1, so look them up by name, not find_field.
     new_fields = {f.name: f for f in _pyarrow_to_schema_without_ids(new).fields}

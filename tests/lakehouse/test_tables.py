@@ -241,6 +241,20 @@ def test_string_to_int_is_rejected_by_ensure_table_naming_the_column(lh: Lakehou
     assert lh.table("t.codes").schema().find_field("code").field_type == StringType()
 
 
+def test_a_result_is_planned_against_the_tables_schema_as_it_is_now(lh: Lakehouse) -> None:
+    narrow = pa.schema([("id", pa.int64()), ("code", pa.string())])
+    for _ in range(2):  # unchanged, twice
+        assert ensure_table(lh.catalog, "t.plans", narrow).schema().find_field("code")
+    wide = pa.schema([*narrow, ("note", pa.string())])
+    assert ensure_table(lh.catalog, "t.plans", wide).schema().find_field("note")
+    ensure_table(lh.catalog, "t.plans", narrow)  # a column missing from a result stays
+    retyped = pa.schema([("id", pa.int64()), ("note", pa.int32())])
+    for _ in range(2):
+        with pytest.raises(SchemaChangeError, match="note: string -> int"):
+            ensure_table(lh.catalog, "t.plans", retyped)
+    assert lh.table("t.plans").schema().find_field("note").field_type == StringType()
+
+
 def test_column_missing_from_a_new_result_stays_as_nulls(lh: Lakehouse, wap, rows) -> None:
     wap("t.keep", {"id": [1], "note": ["hello"]}, "r1")
     result = wap("t.keep", {"id": [2, 3]}, "r2")
