@@ -199,15 +199,19 @@ def write_audit_publish(
         )
         head_snapshot = written_table.snapshot_by_id(head)
         sequence = int(head_snapshot.sequence_number or 0) if head_snapshot is not None else 0
+        rows = written.rows
+        if rows is None:  # the files were described for the commit: the head counts their rows
+            summary = head_snapshot.summary if head_snapshot is not None else None
+            rows = int(summary.get("added-records") or 0) if summary is not None else 0
         if any(r.blocking for r in results):
             return WapResult(
-                "audit_failed", identifier, branch, base, head, written.rows, results, sequence
+                "audit_failed", identifier, branch, base, head, rows, results, sequence
             )
         published = publish(
             lh, identifier, branch=branch, base_snapshot_id=base, head=head, table=written_table
         )
         return WapResult(
-            "published", identifier, branch, base, head, written.rows, results, sequence, published
+            "published", identifier, branch, base, head, rows, results, sequence, published
         )
 
     optimistic = window is None or not _lost_recently(lh, identifier)

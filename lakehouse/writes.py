@@ -50,7 +50,9 @@ class WrittenFiles:
     """Data files written for one cycle and the rows they hold."""
 
     paths: tuple[str, ...]
-    rows: int
+    rows: int | None
+    """None when the writer did not count them (DuckDB wrote the files): the snapshot that
+    adds the files says."""
     keys: tuple[str, ...] = ()
     """The split key of each path (same order; `""` without a split)."""
 
