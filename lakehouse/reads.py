@@ -22,12 +22,11 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
-from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.table import DataScan, Table
 from sqlglot import exp
 
 from lakehouse.lru import LruCache
-from lakehouse.tables import load_table
+from lakehouse.tables import load_table, schema_in_arrow
 from lakehouse.windows import RowWindow
 
 _counter = itertools.count()
@@ -174,7 +173,7 @@ def _snapshot_select(
     iceberg_schema = (
         schemas.get(schema_id, table.schema()) if schema_id is not None else table.schema()
     )
-    arrow_schema = schema_to_pyarrow(iceberg_schema, include_field_ids=False)
+    arrow_schema = schema_in_arrow(table, iceberg_schema)
     files = known_files if known_files is not None else snapshot_files(table, snapshot_id, window)
     if not files:
         data: pa.Table = (
