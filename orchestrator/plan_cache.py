@@ -16,7 +16,11 @@ Guarantees:
   metadata it actually loaded;
 * catalogs without a cheap listing of locations (REST, Glue, ...) load every table, as before;
 * the cache file is only ever replaced atomically; unreadable, foreign-format or missing
-  files count as empty. Deleting it is always safe.
+  files count as empty. Deleting it is always safe;
+* a table as this process's own publish left it (`remember_published`) is kept in memory by
+  its metadata location: a later plan of this process (a schedule, repeated `materialize()`
+  calls) reads its state from it, without a load and without rewriting the file for it. The
+  file learns that location from the next plan that loads the table (another process's).
 """
 
 from __future__ import annotations
@@ -27,12 +31,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from lakehouse.lru import LruCache
 from orchestrator.cache_files import read_json_object, section, write_json_atomically
 from orchestrator.published import TableState, table_state
 
 if TYPE_CHECKING:
+    from pyiceberg.table import Table
+
     from lakehouse.branches import Lakehouse
     from lakehouse.config import CatalogConfig
+
+_published: LruCache[Table] = LruCache(64, process_local=True)
+"""Tables by metadata location, as this process's publishes left them (see the module
+docstring). A forked child keeps none: they hold its parent's catalog connections."""
+
+
+def remember_published(table: Table) -> None:
+    """Keep `table`, as a publish of this process just left it, for this process's next plans."""
+    _published.put(str(table.metadata_location), table)
+
 
 CACHE_FORMAT = 1
 """Bump whenever `TableState` or the way it is read changes: old files are then ignored."""
@@ -141,6 +158,10 @@ class PublishedCache:
                 if cached.history is not None or not needs_history:
                     states[key] = cached
                     continue
+            table = _published.get(location) if location is not None else None
+            if table is not None:
+                states[key] = table_state(table, with_history=needs_history)
+                continue
             from lakehouse.tables import load_table  # only for tables the cache cannot answer
 
             table = load_table(lakehouse().catalog, key)

@@ -46,6 +46,7 @@ from orchestrator.errors import AssetExecutionError, DefinitionError, Unsupporte
 from orchestrator.loader import Project, load_project
 from orchestrator.maintain import after_publish
 from orchestrator.partitions import TimePartitions
+from orchestrator.plan_cache import remember_published
 from orchestrator.published import node_key
 from orchestrator.timeouts import run_with_timeout
 
@@ -408,6 +409,8 @@ def run_step(spec: StepSpec) -> StepOutcome:
                 what=f"asset {spec.asset}",
             )
             if outcome.status == "published":
+                if table is not None:
+                    remember_published(table)
                 after_publish(lh, spec.asset, project.config.maintenance, table)
             return replace(outcome, attempts=attempt, started_at=started)
         except PublishConflictError as exc:

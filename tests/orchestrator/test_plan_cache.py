@@ -27,11 +27,17 @@ from lakehouse.audits import Check
 from lakehouse.branches import main_snapshot_id
 from lakehouse.catalog import open_catalog
 from lakehouse.errors import SluiceError
-from orchestrator import code_versions, loader, sql_assets
+from lakehouse.lru import LruCache
+from orchestrator import code_versions, loader, plan_cache, sql_assets
 from orchestrator.code_versions import CodeVersionCache, reference_code_version
 from orchestrator.config import load_config
 from orchestrator.loader import cache_dir, load_project
-from orchestrator.materialize import PUBLISHED_CACHE, make_plan, open_lakehouse
+from orchestrator.materialize import (
+    PUBLISHED_CACHE,
+    make_plan,
+    materialize_selection,
+    open_lakehouse,
+)
 from orchestrator.plan_cache import catalog_pointers, sqlite_pointers
 
 CHAIN = {
@@ -112,6 +118,12 @@ def _fresh(project: ProjectDir) -> list[str]:
     loaded = load_project(project.root)
     plan = make_plan(loaded, None, [])
     return [step.asset for step in plan.steps]
+
+
+def _as_another_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plan from now on as a process that did not publish (the CLI runs in this one): the
+    tables this one published are not in memory, only in the cache file and the catalog."""
+    monkeypatch.setattr(plan_cache, "_published", LruCache(64))
 
 
 # ---- code versions -------------------------------------------------------------------------
@@ -229,6 +241,23 @@ def test_an_unchanged_catalog_is_planned_without_loading_a_table(
     assert _fresh(project) == []
 
 
+def test_tables_this_process_published_are_planned_without_loading_them(
+    project: ProjectDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.write(CHAIN)
+    assert materialize_selection(load_project(project.root), ["*"], command="materialize").ok
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("a table this process just published was loaded")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(lakehouse.tables, "load_table", refuse)
+        assert _fresh(project) == []
+    catalog = open_catalog(load_config(project.root).catalog)
+    catalog.load_table("silver.mid").append(pa.table({"id": pa.array([99], pa.int64())}))
+    assert _fresh(project) == ["silver.mid", "gold.top"]  # another writer's commit is seen
+
+
 def test_a_raw_pyiceberg_append_makes_downstream_stale(project: ProjectDir) -> None:
     project.write(CHAIN)
     assert project.sluice("materialize").code == 0
@@ -265,9 +294,12 @@ def test_a_rollback_outside_sluice_is_seen(project: ProjectDir) -> None:
     assert _fresh(project) == ["silver.mid", "gold.top"]
 
 
-def test_a_dropped_table_is_never_published(project: ProjectDir) -> None:
+def test_a_dropped_table_is_never_published(
+    project: ProjectDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
     project.write(CHAIN)
     assert project.sluice("materialize").code == 0
+    _as_another_process(monkeypatch)
     assert _fresh(project) == []
     open_catalog(load_config(project.root).catalog).drop_table("silver.mid")
     assert _fresh(project) == ["silver.mid", "gold.top"]
@@ -275,9 +307,12 @@ def test_a_dropped_table_is_never_published(project: ProjectDir) -> None:
     assert "silver.mid" not in cached["tables"]
 
 
-def test_a_forged_cache_entry_for_an_old_location_is_not_used(project: ProjectDir) -> None:
+def test_a_forged_cache_entry_for_an_old_location_is_not_used(
+    project: ProjectDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
     project.write(CHAIN)
     assert project.sluice("materialize").code == 0
+    _as_another_process(monkeypatch)
     assert _fresh(project) == []
     path = cache_dir(project.root) / PUBLISHED_CACHE
     cached = json.loads(path.read_text())
