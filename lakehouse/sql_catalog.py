@@ -29,8 +29,8 @@ from datetime import datetime
 from pyiceberg.catalog import Catalog
 from pyiceberg.catalog.sql import IcebergTables, SqlCatalog
 from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
-from pyiceberg.io import load_file_io
-from pyiceberg.serializers import FromInputFile
+from pyiceberg.io import FileIO, load_file_io
+from pyiceberg.serializers import Compressor, FromInputFile
 from pyiceberg.table import CommitTableResponse, StagedTable, Table
 from pyiceberg.table.locations import load_location_provider
 from pyiceberg.table.metadata import TableMetadata
@@ -42,6 +42,7 @@ from pyiceberg.table.update import (
     _update_table_metadata_log,
 )
 from pyiceberg.typedef import Identifier
+from pyiceberg.utils.config import Config
 from pyiceberg.utils.datetime import datetime_to_millis
 from sqlalchemy import Select, Update, bindparam, select, update
 
@@ -112,6 +113,19 @@ class CachingSqlCatalog(SqlCatalog):
         self.engine.dispose()  # the connection pyiceberg opened has the default journal
         self._location_query = self._location_select()
         self._swap_statement = self._swap()
+        # pyiceberg reads its configuration (environment, .pyiceberg.yaml in three folders)
+        # at every metadata file it writes, for this one setting: read once, as the catalog's.
+        self._none_written = Config().get_bool("legacy-current-snapshot-id") or False
+
+    def _write_metadata(  # type: ignore[override]
+        self, metadata: TableMetadata, io: FileIO, metadata_path: str
+    ) -> None:
+        """pyiceberg's `ToOutputFile.table_metadata`, with pyiceberg's configuration read when
+        the catalog was opened."""
+        output = io.new_output(metadata_path)
+        with output.create(overwrite=False) as stream:
+            data = metadata.model_dump_json(exclude_none=not self._none_written).encode()
+            stream.write(Compressor.get_compressor(metadata_path).bytes_compressor()(data))
 
     def _location_select(self) -> Select[str | None]:
         """The current metadata location of table `:namespace.:name`, as pyiceberg's

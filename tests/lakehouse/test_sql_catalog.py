@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -188,14 +189,14 @@ def test_a_commit_loses_to_a_writer_that_commits_while_it_writes_its_metadata(
     other = load_catalog(catalog_config.name, **catalog_config.properties)
     write = CachingSqlCatalog._write_metadata
 
-    def racing(metadata: Any, io: Any, metadata_path: str) -> None:
-        write(metadata, io, metadata_path)
+    def racing(self: CachingSqlCatalog, metadata: Any, io: Any, metadata_path: str) -> None:
+        write(self, metadata, io, metadata_path)
         other.load_table("bronze.t").append(ROWS)  # between each read and swap of ours
 
-    monkeypatch.setattr(CachingSqlCatalog, "_write_metadata", staticmethod(racing))
+    monkeypatch.setattr(CachingSqlCatalog, "_write_metadata", racing)
     with pytest.raises(CommitFailedException, match="updated by another process"):
         _set(catalog.load_table("bronze.t"), "k", "v")
-    monkeypatch.setattr(CachingSqlCatalog, "_write_metadata", staticmethod(write))
+    monkeypatch.setattr(CachingSqlCatalog, "_write_metadata", write)
 
     now = other.load_table("bronze.t")
     assert "k" not in now.properties
@@ -220,3 +221,19 @@ def test_tables_load_while_another_writer_holds_a_write_transaction_on_the_catal
         writer.execute("ROLLBACK")
         writer.close()
     assert catalog.load_table("bronze.t").metadata_location == table.metadata_location
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_metadata_files_are_written_as_pyicebergs_configuration_says(
+    catalog_config: CatalogConfig, monkeypatch: pytest.MonkeyPatch, legacy: bool
+) -> None:
+    if legacy:  # pyiceberg's setting for readers that need `current-snapshot-id: -1`
+        monkeypatch.setenv("PYICEBERG_LEGACY_CURRENT_SNAPSHOT_ID", "true")
+    _, table = _with_table(catalog_config)  # no snapshot yet
+    written = json.loads(Path(table.metadata_location.removeprefix("file://")).read_text())
+    assert written.get("current-snapshot-id") == (-1 if legacy else None)
+    table.append(ROWS)
+    assert table.metadata.current_snapshot_id is not None
+    assert FromInputFile.table_metadata(table.io.new_input(table.metadata_location)) == (
+        table.metadata
+    )
