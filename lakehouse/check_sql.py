@@ -9,6 +9,7 @@ only ever run as sqlglot regenerated it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -125,7 +126,9 @@ def failing_condition(check: Check) -> tuple[str, list[Any]]:
     raise SluiceError(f"check {check.name}: {kind} is not a row check")
 
 
+@functools.lru_cache(maxsize=4096)
 def ident(name: str) -> str:
+    """`name` as a quoted identifier (kept: checks quote the same columns at every audit)."""
     from sqlglot import exp
 
     return str(exp.to_identifier(name, quoted=True).sql(dialect=DIALECT))

@@ -23,6 +23,7 @@ to UTC explicitly, so a query means the same on every host.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import threading
@@ -37,8 +38,8 @@ _lock = threading.Lock()
 _database: duckdb.DuckDBPyConnection | None = None
 _names = itertools.count()
 _unused: list[str] = []
-"""Catalogs whose cursor is gone. Appended to by finalizers (any thread, any moment), and
-detached at the next `connect()`, never from inside a finalizer."""
+"""Catalogs (their quoted names) whose cursor is gone. Appended to by finalizers (any thread,
+any moment), and detached at the next `connect()`, never from inside a finalizer."""
 _inherited: list[object] = []
 
 
@@ -81,16 +82,17 @@ def connect(
         unused = [_unused.pop() for _ in range(len(_unused))]
         con = _database.cursor()
     # One script: each statement costs a round trip through the relation layer.
-    script = [f"DETACH DATABASE IF EXISTS {_quote(old)}" for old in unused]
+    script = [f"DETACH DATABASE IF EXISTS {old}" for old in unused]
     if own_catalog:
-        name = f"sluice_session_{next(_names)}"
+        name = _quote(f"sluice_session_{next(_names)}")
         weakref.finalize(con, _unused.append, name)
-        script += [f"ATTACH ':memory:' AS {_quote(name)}", f"USE {_quote(name)}"]
+        script += [f"ATTACH ':memory:' AS {name}", f"USE {name}"]
     script.append(_set_zone(timezone))
     con.execute("; ".join(script))
     return con
 
 
+@functools.lru_cache(maxsize=64)
 def _set_zone(zone: str) -> str:
     """The statement setting the session `TimeZone` to the IANA zone `zone` (a rendered
     literal: `SET` takes no bound parameters)."""
