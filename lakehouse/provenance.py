@@ -14,6 +14,8 @@ from pyiceberg.table import Table
 from pyiceberg.table.refs import MAIN_BRANCH
 from pyiceberg.table.snapshots import Snapshot
 
+from lakehouse.lru import LruCache
+
 PREFIX = "sluice."
 RUN_ID = "sluice.run-id"
 CODE_VERSION = "sluice.code-version"
@@ -72,10 +74,22 @@ def snapshot_provenance(table: Table, snapshot_id: int | None) -> Provenance | N
     return _provenance_of(table.snapshot_by_id(snapshot_id))
 
 
+_read: LruCache[tuple[Provenance | None]] = LruCache(20_000)
+"""Provenance by snapshot, named by its manifest list (a file written for that one snapshot of
+that one table). A snapshot never changes, and the provenance of every snapshot a table keeps
+is read after each publish (is any due for expiry?) and to plan a partitioned asset."""
+
+
 def _provenance_of(snapshot: Snapshot | None) -> Provenance | None:
     if snapshot is None or snapshot.summary is None:
         return None
-    return Provenance.from_properties(dict(snapshot.summary.additional_properties))
+    key = snapshot.manifest_list
+    found = _read.get(key) if key else None
+    if found is None:
+        found = (Provenance.from_properties(dict(snapshot.summary.additional_properties)),)
+        if key:
+            _read.put(key, found)
+    return found[0]
 
 
 def _order(snapshot: Snapshot) -> tuple[int, int]:
