@@ -1,5 +1,5 @@
 """A manifest written with the kept Avro set-up is the one pyiceberg writes, for every schema and
-partition spec a table goes through."""
+partition spec a table goes through; so is a manifest list, whoever commits the snapshot."""
 
 from __future__ import annotations
 
@@ -16,15 +16,18 @@ from pyiceberg.manifest import (
     ManifestEntryStatus,
     ManifestFile,
     ManifestWriter,
+    read_manifest_list,
     write_manifest,
+    write_manifest_list,
 )
 from pyiceberg.table import Table
+from pyiceberg.table.update import snapshot as snapshot_producers
 from pyiceberg.types import StringType
 
 from lakehouse.catalog import ensure_namespace, open_catalog
 from lakehouse.config import CatalogConfig
 from lakehouse.data_files import describe_file
-from lakehouse.manifest_writers import manifest_writer
+from lakehouse.manifest_writers import manifest_list_writer, manifest_writer
 
 ROWS = pa.table({"id": pa.array([7, 7], pa.int64()), "amount": pa.array([1.5, 2.5])})
 SNAPSHOT = 1234
@@ -105,3 +108,26 @@ def test_manifests_are_pyicebergs_through_schema_and_spec_changes(
     header, entry = _same_as_pyicebergs(table, wider)
     assert '"region"' in header["partition-spec"]
     assert (entry.data_file.partition[0], entry.data_file.partition[1]) == (7, "eu")
+
+
+def test_manifest_lists_are_pyicebergs_for_every_commit(catalog_config: CatalogConfig) -> None:
+    assert snapshot_producers.write_manifest_list is manifest_list_writer  # pyiceberg's commits
+    _, table = _table(catalog_config)
+    manifests = [_write(table, manifest_writer, ROWS), _write(table, manifest_writer, ROWS)]
+    lists = []
+    for make in (manifest_list_writer, write_manifest_list):
+        path = f"{table.location()}/metadata/snap-{uuid.uuid4().hex}.avro"
+        with make(2, table.io.new_output(path), SNAPSHOT, 99, 7, "zstandard") as writer:
+            writer.add_manifests(manifests)
+        lists.append(table.io.new_input(path))
+    ours, theirs = lists
+    with AvroFile[Any](ours) as mine, AvroFile[Any](theirs) as pyicebergs:
+        assert dict(mine.header.meta) == dict(pyicebergs.header.meta)
+        assert mine.header.meta["parent-snapshot-id"] == "99"
+    read = list(read_manifest_list(ours))
+    assert read == list(read_manifest_list(theirs))
+    assert [m.manifest_path for m in read] == [m.manifest_path for m in manifests]
+    assert {m.sequence_number for m in read} == {7}
+
+    table.append(ROWS)  # a commit of pyiceberg's own: its manifest list is read back whole
+    assert table.scan().to_arrow().num_rows == ROWS.num_rows
