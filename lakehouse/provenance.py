@@ -74,21 +74,22 @@ def snapshot_provenance(table: Table, snapshot_id: int | None) -> Provenance | N
     return _provenance_of(table.snapshot_by_id(snapshot_id))
 
 
+_FIELDS = (RUN_ID, CODE_VERSION, PARTITION, INPUTS, CHECKS, WINDOW)
 _read: LruCache[tuple[Provenance | None]] = LruCache(20_000)
-"""Provenance by snapshot, named by its manifest list (a file written for that one snapshot of
-that one table). A snapshot never changes, and the provenance of every snapshot a table keeps
-is read after each publish (is any due for expiry?) and to plan a partitioned asset."""
+"""Provenance by the summary properties it is read from: the provenance of every snapshot a
+table keeps is read after each publish (is any due for expiry?) and to plan a partitioned
+asset, and parsing them (JSON, a model) is most of that."""
 
 
 def _provenance_of(snapshot: Snapshot | None) -> Provenance | None:
     if snapshot is None or snapshot.summary is None:
         return None
-    key = snapshot.manifest_list
-    found = _read.get(key) if key else None
+    properties = snapshot.summary.additional_properties
+    key = tuple(properties.get(name) for name in _FIELDS)
+    found = _read.get(key)
     if found is None:
-        found = (Provenance.from_properties(dict(snapshot.summary.additional_properties)),)
-        if key:
-            _read.put(key, found)
+        found = (Provenance.from_properties(dict(properties)),)
+        _read.put(key, found)
     return found[0]
 
 
