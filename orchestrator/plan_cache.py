@@ -51,8 +51,10 @@ def remember_published(table: Table) -> None:
     _published.put(str(table.metadata_location), table)
 
 
-CACHE_FORMAT = 1
-"""Bump whenever `TableState` or the way it is read changes: old files are then ignored."""
+CACHE_FORMAT = 2
+"""Bump whenever `TableState` or the way it is read changes: old files are then ignored. (2: a
+provenance cache keyed by manifest list could store another table's provenance for a table
+registered from copied metadata.)"""
 
 SQLITE_PREFIX = "sqlite:///"
 _POINTERS_V1 = (
