@@ -38,30 +38,24 @@ _column_ids: LruCache[dict[str, int]] = LruCache(KEPT)
 
 
 def _check(metadata: TableMetadata, schema: Schema, file_schema: pa.Schema) -> None:
-    key = (str(metadata.table_uuid), schema.schema_id, metadata.format_version, file_schema)
-    if _compatible.get(key) is None:
-        _check_pyarrow_schema_compatible(
-            schema, file_schema, format_version=metadata.format_version
-        )
-        _compatible.put(key, True)
+    version = metadata.format_version
+
+    def checked() -> bool:  # raises for an incompatible file: nothing is kept then
+        _check_pyarrow_schema_compatible(schema, file_schema, format_version=version)
+        return True
+
+    key = (str(metadata.table_uuid), schema.schema_id, version, file_schema)
+    _compatible.get_or_make(key, checked)
 
 
 def _statistics_plan(metadata: TableMetadata, schema: Schema) -> dict[int, StatisticsCollector]:
     key = (str(metadata.table_uuid), schema.schema_id, tuple(sorted(metadata.properties.items())))
-    plan = _plans.get(key)
-    if plan is None:
-        plan = compute_statistics_plan(schema, metadata.properties)
-        _plans.put(key, plan)
-    return plan
+    return _plans.get_or_make(key, lambda: compute_statistics_plan(schema, metadata.properties))
 
 
 def _ids(metadata: TableMetadata, schema: Schema) -> dict[str, int]:
     key = (str(metadata.table_uuid), schema.schema_id)
-    ids = _column_ids.get(key)
-    if ids is None:
-        ids = parquet_path_to_id_mapping(schema)
-        _column_ids.put(key, ids)
-    return ids
+    return _column_ids.get_or_make(key, lambda: parquet_path_to_id_mapping(schema))
 
 
 def describe_file(io: FileIO, metadata: TableMetadata, path: str) -> DataFile:

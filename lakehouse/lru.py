@@ -57,6 +57,16 @@ class LruCache(Generic[V]):
             self._items.move_to_end(key)
             return found[0]
 
+    def get_or_make(self, key: Hashable, make: Callable[[], V]) -> V:
+        """The value kept under `key`, or else `make()`'s, kept from then on (if `make` raises,
+        nothing is kept). Two threads missing at once may both make it: the last one is kept,
+        which is harmless for values that only depend on their key."""
+        found = self.get(key)
+        if found is None:
+            found = make()
+            self.put(key, found)
+        return found
+
     def put(self, key: Hashable, value: V) -> None:
         """Keep `value` under `key` (replacing any value kept there)."""
         weight = self._weigh(value)

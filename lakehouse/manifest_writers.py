@@ -125,10 +125,7 @@ class _PreparedManifestWriter(ManifestWriterV2):
         self._key = key
 
     def new_writer(self) -> AvroOutputFile[ManifestEntry]:
-        prepared = _prepared.get(self._key)
-        if prepared is None:
-            prepared = _prepare(self)
-            _prepared.put(self._key, prepared)
+        prepared = _prepared.get_or_make(self._key, lambda: _prepare(self))
         return _PreparedAvroFile(self._output_file, prepared, "manifest_entry")
 
 

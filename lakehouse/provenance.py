@@ -86,11 +86,7 @@ def _provenance_of(snapshot: Snapshot | None) -> Provenance | None:
         return None
     properties = snapshot.summary.additional_properties
     key = tuple(properties.get(name) for name in _FIELDS)
-    found = _read.get(key)
-    if found is None:
-        found = (Provenance.from_properties(dict(properties)),)
-        _read.put(key, found)
-    return found[0]
+    return _read.get_or_make(key, lambda: (Provenance.from_properties(dict(properties)),))[0]
 
 
 def _order(snapshot: Snapshot) -> tuple[int, int]:

@@ -102,12 +102,13 @@ def snapshot_files(
     scope = (window.column, window.start.isoformat(), window.end.isoformat()) if window else None
     schema_id = table.metadata.current_schema_id if window is not None else None
     key = _file_list_key(table, snapshot_id, scope, schema_id)
-    found: tuple[tuple[str, ...] | None] | None = _file_lists.get(key)
-    if found is None:
-        planned = _plan_files(table, snapshot_id, window)
-        found = (tuple(planned) if planned is not None else None,)
-        _file_lists.put(key, found)
-    return list(found[0]) if found[0] is not None else None
+
+    def planned() -> tuple[tuple[str, ...] | None]:
+        files = _plan_files(table, snapshot_id, window)
+        return (tuple(files) if files is not None else None,)
+
+    [found] = _file_lists.get_or_make(key, planned)
+    return list(found) if found is not None else None
 
 
 def _file_list_key(table: Table, snapshot_id: int, *scope: object) -> tuple[object, ...]:

@@ -134,21 +134,16 @@ def schema_in_arrow(table: Table, schema: Schema | None = None) -> pa.Schema:
     """`schema`, one of the table's (its current one unless told), in Arrow without field ids."""
     schema = schema if schema is not None else table.schema()
     key = (str(table.metadata.table_uuid), schema.schema_id)
-    found = _arrow_schemas.get(key)
-    if found is None:
-        found = schema_to_pyarrow(schema, include_field_ids=False)
-        _arrow_schemas.put(key, found)
-    return found
+    return _arrow_schemas.get_or_make(
+        key, lambda: schema_to_pyarrow(schema, include_field_ids=False)
+    )
 
 
 def _table_arrow_schema(table: Table) -> pa.Schema:
     """The table's current schema in Arrow, as results are written (`storable_schema`)."""
-    key = _schema_key(table)
-    found = _storable_schemas.get(key)
-    if found is None:
-        found = storable_schema(schema_in_arrow(table))
-        _storable_schemas.put(key, found)
-    return found
+    return _storable_schemas.get_or_make(
+        _schema_key(table), lambda: storable_schema(schema_in_arrow(table))
+    )
 
 
 def _promotable(narrow: IcebergType, wide: IcebergType) -> bool:

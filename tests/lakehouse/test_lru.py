@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+import pytest
+
 from lakehouse.lru import LruCache
 
 
@@ -68,3 +70,23 @@ def test_a_forked_child_starts_a_process_local_cache_empty() -> None:
     assert _in_a_forked_child(lambda: handles.get("catalog") is None)
     assert _in_a_forked_child(lambda: facts.get("snapshot") == "its files")
     assert handles.get("catalog") == "parent's connection"  # the parent keeps its own
+
+
+def test_get_or_make_makes_a_missing_value_once_and_keeps_nothing_when_making_fails() -> None:
+    cache: LruCache[str] = LruCache(4)
+    made: list[str] = []
+
+    def make(value: str) -> str:
+        made.append(value)
+        return value
+
+    assert cache.get_or_make("k", lambda: make("first")) == "first"
+    assert cache.get_or_make("k", lambda: make("second")) == "first"
+    assert made == ["first"]
+
+    def fail() -> str:
+        raise ValueError("cannot make it")
+
+    with pytest.raises(ValueError, match="cannot make it"):
+        cache.get_or_make("other", fail)
+    assert cache.get("other") is None
