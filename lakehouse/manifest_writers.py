@@ -23,6 +23,7 @@ version.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -77,7 +78,11 @@ class _Prepared:
 
 KEPT = 64
 _prepared: LruCache[_Prepared] = LruCache(KEPT)
-_header_writer = construct_writer(META_SCHEMA)
+
+
+@functools.cache
+def _header_writer() -> Writer:
+    return construct_writer(META_SCHEMA)
 
 
 def _header(metadata: dict[str, str], avro_schema: str) -> dict[str, str]:
@@ -116,7 +121,7 @@ class _PreparedAvroFile(AvroOutputFile[Any]):
         self._header = prepared.header
 
     def _write_header(self) -> None:
-        _header_writer.write(self.encoder, AvroFileHeader(MAGIC, self._header, self.sync_bytes))
+        _header_writer().write(self.encoder, AvroFileHeader(MAGIC, self._header, self.sync_bytes))
 
 
 class _PreparedManifestWriter(ManifestWriterV2):
@@ -148,20 +153,20 @@ def manifest_writer(
     )
 
 
-_LIST_SCHEMA = MANIFEST_LIST_FILE_SCHEMAS[2]
-_list_writer = resolve_writer(
-    record_schema=MANIFEST_LIST_FILE_SCHEMAS[DEFAULT_READ_VERSION], file_schema=_LIST_SCHEMA
-)
-_list_avro_schema = json.dumps(
-    AvroSchemaConversion().iceberg_to_avro(_LIST_SCHEMA, schema_name="manifest_file")
-)
+@functools.cache
+def _list_setup() -> tuple[Schema, Writer, str]:
+    """The v2 manifest list's file schema, writer tree and Avro schema (JSON)."""
+    schema = MANIFEST_LIST_FILE_SCHEMAS[2]
+    record_schema = MANIFEST_LIST_FILE_SCHEMAS[DEFAULT_READ_VERSION]
+    avro_schema = AvroSchemaConversion().iceberg_to_avro(schema, schema_name="manifest_file")
+    writer = resolve_writer(record_schema=record_schema, file_schema=schema)
+    return schema, writer, json.dumps(avro_schema)
 
 
 class _PreparedManifestListWriter(ManifestListWriterV2):
     def __enter__(self) -> ManifestListWriter:
-        prepared = _Prepared(
-            _LIST_SCHEMA, _list_writer, self._meta, _header(self._meta, _list_avro_schema)
-        )
+        schema, writer, avro_schema = _list_setup()
+        prepared = _Prepared(schema, writer, self._meta, _header(self._meta, avro_schema))
         self._writer = _PreparedAvroFile(self._output_file, prepared, "manifest_file")
         self._writer.__enter__()
         return self
