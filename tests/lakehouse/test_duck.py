@@ -59,3 +59,14 @@ def test_sessions_without_a_catalog_of_their_own_keep_their_views_to_themselves(
     assert _setting(second, "TimeZone") == "Europe/Paris"
     for con in (first, second, named):
         con.close()
+
+
+def test_a_sessions_own_time_zone_stays_its_own() -> None:
+    asset_session = duck.connect()
+    asset_session.execute("SET TimeZone = 'Asia/Tokyo'")  # as an asset's own SQL would
+    partition_session = duck.connect("Europe/Paris")
+
+    assert _setting(duck.connect(), "TimeZone") == "UTC"
+    assert _setting(duck.connect(own_catalog=False), "TimeZone") == "UTC"
+    assert _setting(asset_session, "TimeZone") == "Asia/Tokyo"
+    assert _setting(partition_session, "TimeZone") == "Europe/Paris"

@@ -3,6 +3,8 @@ staleness and checks, lookback windows, and partition bounds as SQL parameters."
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
 
@@ -262,14 +264,22 @@ DAILY_STAMPS = """
 """
 
 
+@pytest.fixture
+def new_york_host(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A host in New York: a DuckDB database opened there defaults to the host's TimeZone."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("new_york_host")
 def test_partition_bounds_do_not_depend_on_the_hosts_timezone(
     project: ProjectDir, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A host in New York: DuckDB's default TimeZone is the host's.
-    host = duckdb.connect()
-    host.execute("SET GLOBAL TimeZone = 'America/New_York'")
-    monkeypatch.setattr(duck, "_database", host)
-    [(default,)] = host.cursor().execute("SELECT current_setting('TimeZone')").fetchall()
+    monkeypatch.setattr(duck, "_database", None)  # Sluice opens its database on this host
+    [(default,)] = duckdb.connect().execute("SELECT current_setting('TimeZone')").fetchall()
     assert default == "America/New_York"
     project.write(
         {"assets/bronze/stamps.py": STAMPS, "assets/silver/daily_stamps.sql": DAILY_STAMPS}
