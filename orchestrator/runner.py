@@ -7,6 +7,7 @@ text; they never escape as exceptions: the outcome says what happened.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import random
@@ -49,6 +50,7 @@ from orchestrator.partitions import TimePartitions
 from orchestrator.plan_cache import remember_published
 from orchestrator.published import node_key
 from orchestrator.timeouts import run_with_timeout
+from orchestrator.unread_inputs import DeferredInput, unread_parameters
 
 DEFINITION_ERRORS = (
     DefinitionError,
@@ -229,7 +231,13 @@ def _compute(
         return ctx.con.sql(asset.sql, params=params) if params else ctx.con.sql(asset.sql)
     assert asset.fn is not None
     # Relations straight over the pinned files: the views wait until the asset asks for them.
-    kwargs = {param: con.sql(inputs.selects[str(key)]) for param, key in graph_inputs.items()}
+    unread = unread_parameters(asset.fn)
+    kwargs = {
+        param: DeferredInput(functools.partial(con.sql, inputs.selects[str(key)]))
+        if param in unread
+        else con.sql(inputs.selects[str(key)])
+        for param, key in graph_inputs.items()
+    }
     args = [ctx] if _takes_context(asset) else []
     return asset.fn(*args, **kwargs)
 
