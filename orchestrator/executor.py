@@ -58,9 +58,15 @@ _kept: list[ThreadPoolExecutor] = []
 
 
 def _lease(count: int) -> list[ThreadPoolExecutor]:
-    """`count` one-thread pools for one executor alone: kept ones first, then new ones."""
+    """`count` one-thread pools for one executor alone: kept ones first, then new ones.
+
+    Kept pools come back in the order their executor held them, whose first slots are used
+    first: a run of fewer steps than workers runs them on the threads the run before used,
+    not on a pool whose thread was never started."""
     with _kept_lock:
-        leased = [_kept.pop() for _ in range(min(count, len(_kept)))]
+        taken = len(_kept) - min(count, len(_kept))
+        leased = _kept[taken:]
+        del _kept[taken:]
     new = count - len(leased)
     return leased + [ThreadPoolExecutor(1, thread_name_prefix="sluice-step") for _ in range(new)]
 
