@@ -36,7 +36,7 @@ def unread_parameters(fn: Callable[..., Any]) -> frozenset[str]:
         return frozenset()
     read = set(code.co_cellvars)
     for instruction in dis.get_instructions(code):
-        if instruction.opname.startswith("LOAD_"):
+        if "LOAD" in instruction.opname:  # LOAD_FAST..., and combined ones (STORE_FAST_LOAD_FAST)
             value = instruction.argval
             read.update(value if isinstance(value, tuple) else (value,))
     return frozenset(name for name in named if name not in read)
