@@ -38,7 +38,8 @@ def unread_parameters(fn: Callable[..., Any]) -> frozenset[str]:
     for instruction in dis.get_instructions(code):
         if "LOAD" in instruction.opname:  # LOAD_FAST..., and combined ones (STORE_FAST_LOAD_FAST)
             value = instruction.argval
-            read.update(value if isinstance(value, tuple) else (value,))
+            names = value if isinstance(value, tuple) else (value,)
+            read.update(name for name in names if isinstance(name, str))
     return frozenset(name for name in named if name not in read)
 
 
@@ -66,6 +67,8 @@ class DeferredInput:
         return self._made
 
     def __getattr__(self, name: str) -> Any:
+        if name in DeferredInput.__slots__:  # not set: a copy made without `__init__`
+            raise AttributeError(name)
         return getattr(self.relation(), name)
 
     def __repr__(self) -> str:
