@@ -58,24 +58,25 @@ _kept: list[ThreadPoolExecutor] = []
 
 
 def _lease(count: int) -> list[ThreadPoolExecutor]:
-    """`count` one-thread pools for one executor alone: kept ones first, then new ones.
-
-    Kept pools come back in the order their executor held them, whose first slots are used
-    first: a run of fewer steps than workers runs them on the threads the run before used,
-    not on a pool whose thread was never started."""
+    """`count` one-thread pools for one executor alone: kept ones first (see `_give_back`
+    for which), then new ones."""
     with _kept_lock:
-        taken = len(_kept) - min(count, len(_kept))
-        leased = _kept[taken:]
-        del _kept[taken:]
+        leased = [_kept.pop() for _ in range(min(count, len(_kept)))]
     new = count - len(leased)
     return leased + [ThreadPoolExecutor(1, thread_name_prefix="sluice-step") for _ in range(new)]
 
 
-def _give_back(pools: list[ThreadPoolExecutor]) -> None:
+def _give_back(pools: list[ThreadPoolExecutor], used: list[bool]) -> None:
+    """Keep an executor's pools for later runs, the `used` ones (which ran a step: their
+    thread has started) to be leased first, in their slot order, so that a run of fewer steps
+    than workers runs them on threads of the runs before, whatever their sizes, rather than
+    on a pool whose thread never started; pools beyond `KEPT_THREADS` stop."""
+    used_first = [p for p, u in zip(pools, used, strict=True) if u]
+    ordered = [p for p, u in zip(pools, used, strict=True) if not u] + used_first[::-1]
     with _kept_lock:
-        room = max(0, KEPT_THREADS - len(_kept))
-        _kept.extend(pools[:room])
-    for pool in pools[room:]:
+        room = min(len(ordered), max(0, KEPT_THREADS - len(_kept)))
+        _kept.extend(ordered[len(ordered) - room :])
+    for pool in ordered[: len(ordered) - room]:
         pool.shutdown(wait=False)
 
 
@@ -117,7 +118,7 @@ class ThreadExecutor:
     def shutdown(self) -> None:
         """Wait for the running steps (nothing else is queued), then give the threads back."""
         wait([f for f in self._running if f is not None])
-        _give_back(self._threads)
+        _give_back(self._threads, [f is not None for f in self._running])
 
 
 class ProcessExecutor:

@@ -337,15 +337,18 @@ def test_later_runs_reuse_step_threads_and_runs_at_once_never_share_one() -> Non
     assert len(later.seen) == 2 and later.seen <= steps[0].seen | steps[1].seen
 
 
-def test_runs_of_fewer_steps_than_workers_reuse_the_thread_of_the_run_before() -> None:
-    first, second, third = OnThreads(), OnThreads(), OnThreads()
-    for steps in (first, second, third):  # one-step runs, one after the other
-        executor = ThreadExecutor(2, steps)
+@pytest.mark.parametrize("workers", [(2, 2, 2), (4, 2, 1), (1, 3, 2)])
+def test_runs_of_fewer_steps_than_workers_reuse_the_thread_of_the_run_before(
+    workers: tuple[int, ...],
+) -> None:
+    runs = [OnThreads() for _ in workers]
+    for steps, capacity in zip(runs, workers, strict=True):  # one-step runs, one after another
+        executor = ThreadExecutor(capacity, steps)
         assert executor.submit(make_spec(step("only"), {})).result(timeout=10).status == (
             "published"
         )
         executor.shutdown()
-    assert first.seen == second.seen == third.seen
+    assert all(steps.seen == runs[0].seen for steps in runs)
 
 
 def test_a_forked_process_runs_steps_on_threads_of_its_own() -> None:
