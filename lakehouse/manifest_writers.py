@@ -5,8 +5,9 @@ version, schema and partition spec: the manifest entry schema for the spec's par
 (twice), the Avro writer tree that resolves one against the other, the JSON of the table
 schema and of the Avro schema for the file header. That is 1 ms of a write-audit-publish
 cycle of a small table, as much as writing the entries. `manifest_writer` keeps them per
-(table uuid, format version, schema id, spec id, compression): Iceberg never gives a schema or
-spec id of a table to another schema or spec, so the key names exactly what was built.
+(table uuid, schema id, spec id, compression), for format version 2 (the only one it prepares):
+Iceberg never gives a schema or spec id of a table to another schema or spec, so the key names
+exactly what was built.
 
 Every snapshot also gets a manifest list, whose schema is fixed per format version: its writer
 tree and Avro schema are built once per process. pyiceberg's snapshot producers (appends,

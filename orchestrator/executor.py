@@ -71,8 +71,9 @@ def _give_back(pools: list[ThreadPoolExecutor], used: list[bool]) -> None:
     thread has started) to be leased first, in their slot order, so that a run of fewer steps
     than workers runs them on threads of the runs before, whatever their sizes, rather than
     on a pool whose thread never started; pools beyond `KEPT_THREADS` stop."""
-    used_first = [p for p, u in zip(pools, used, strict=True) if u]
-    ordered = [p for p, u in zip(pools, used, strict=True) if not u] + used_first[::-1]
+    ran = [p for p, u in zip(pools, used, strict=True) if u]
+    idle = [p for p, u in zip(pools, used, strict=True) if not u]
+    ordered = idle + ran[::-1]  # `_lease` pops from the end: slot order for the ones that ran
     with _kept_lock:
         room = min(len(ordered), max(0, KEPT_THREADS - len(_kept)))
         _kept.extend(ordered[len(ordered) - room :])
